@@ -1,0 +1,89 @@
+"""Alert records: what the core emits when an alert fires, repeats or resolves.
+
+A record carries everything on-call needs without looking anything up: the tier,
+the tenant and series, the rule and its runbook, the observed value next to the
+threshold, baseline or forecast, the period and the event time that triggered
+it. Alert ids are derived from the rule, the series and the episode, so a replay
+produces the same ids as the live service and receivers can deduplicate on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+Tier = Literal["absolute", "rate_of_change", "predictive", "service"]
+Status = Literal["firing", "resolved"]
+Unit = Literal["usd", "tokens", "requests"]
+
+UNIT_OF_SIGNAL: dict[str, Unit] = {
+    "spend": "usd",
+    "tokens": "tokens",
+    "requests": "requests",
+}
+
+
+class AlertRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One state change of one alert, as written to the alerts file or topic."""
+
+    alert_id: str
+    status: Status
+    tier: Tier
+    severity: str
+    rule_id: str
+    tenant: str
+    signal: str
+    unit: Unit
+    observed: Decimal
+    event_time: datetime
+    started_at: datetime
+    summary: str
+    series: dict[str, str] = {}
+    threshold: Decimal | None = None
+    baseline: Decimal | None = None
+    forecast: Decimal | None = None
+    forecast_lower: Decimal | None = None
+    forecast_upper: Decimal | None = None
+    interval_pct: int | None = None
+    window_s: int | None = None
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    runbook_url: str | None = None
+    labels: dict[str, str] = {}
+    repeat: int = 0
+    details: dict[str, str] = {}
+
+
+def alert_id(*parts: object) -> str:
+    """Return a stable id for an alert episode from its identifying parts."""
+    text = "\x1f".join(str(part) for part in parts)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def format_amount(value: Decimal, unit: Unit) -> str:
+    """Format a value for people: dollars to the cent, counts as whole numbers."""
+    if unit == "usd":
+        cents = value.quantize(Decimal("0.01"))
+        if value != 0 and cents == 0:
+            return f"${value.quantize(Decimal('0.000001')):,}"
+        return f"${cents:,}"
+    return f"{value.quantize(Decimal(1)):,} {unit}"
+
+
+def format_console(record: AlertRecord) -> str:
+    """Format a record as one readable console line."""
+    when = record.event_time.strftime("%Y-%m-%d %H:%M:%SZ")
+    state = "FIRING " if record.status == "firing" else "RESOLVED"
+    repeat = f" (repeat {record.repeat})" if record.repeat else ""
+    return (
+        f"{when} {state} {record.tier:<14} {record.severity:<8} "
+        f"tenant={record.tenant} rule={record.rule_id}{repeat}: {record.summary}"
+    )
+
+
+encoder = msgspec.json.Encoder(decimal_format="string")
+decoder = msgspec.json.Decoder(AlertRecord)

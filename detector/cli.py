@@ -1,0 +1,272 @@
+"""The ``burnrate`` command: check rules, replay history, run the demo."""
+
+from __future__ import annotations
+
+import os
+
+# Forecast fits run one per process; a BLAS thread pool per fit only makes the
+# processes compete for the same cores. This must be set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import importlib
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from decimal import Decimal
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from detector.alerts import AlertRecord, format_console
+from detector.backtest import BacktestResult, replay, write_alert_line
+from detector.errors import RuleError
+from detector.ruleload import load_rules, run_check
+
+TIERS = ("absolute", "rate_of_change", "predictive")
+_CENT = Decimal("0.01")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(args.run(args))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="burnrate",
+        description="Streaming alerts on LLM spend and latency.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    check = commands.add_parser("check", help="validate a rules folder or file")
+    check.add_argument("rules", type=Path, help="rules folder or YAML file")
+    check.add_argument(
+        "--strict", action="store_true", help="exit 1 on warnings as well as errors"
+    )
+    check.set_defaults(run=_check)
+
+    backtest = commands.add_parser(
+        "backtest", help="replay event files through the rules"
+    )
+    backtest.add_argument("events", type=Path, nargs="+", help="JSON Lines files (.gz ok)")
+    _add_replay_options(backtest, required_rules=True)
+    backtest.set_defaults(run=_backtest)
+
+    serve = commands.add_parser(
+        "serve", help="run as a Kafka service (settings from BURNRATE_* variables)"
+    )
+    serve.add_argument(
+        "--rules", type=Path, help="rules folder (default: BURNRATE_RULES or ./rules)"
+    )
+    serve.set_defaults(run=_serve)
+
+    _add_optional_commands(commands)
+
+    demo = commands.add_parser(
+        "demo", help="replay two weeks of real multi-tenant traffic (ServeGen)"
+    )
+    demo.add_argument(
+        "--days", type=int, default=14, help="days of traffic to replay (1-14)"
+    )
+    _add_replay_options(demo, required_rules=False)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _add_optional_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the commands whose packages come with an optional extra."""
+    for module, extra in (
+        ("detector.reconcile.cli", "reconcile"),
+        ("routing.cli", "routing"),
+    ):
+        try:
+            add_commands = importlib.import_module(module).add_commands
+        except ImportError as error:
+            if error.name and error.name.startswith(("detector", "routing")):
+                continue  # the module itself does not exist in this build
+            message = f"unavailable: install burnrate[{extra}] ({error.name} missing)"
+            name = "reconcile" if extra == "reconcile" else "routes"
+            stub = commands.add_parser(name, help=message)
+            stub.set_defaults(run=lambda args, text=message: _unavailable(text))
+            continue
+        add_commands(commands)
+
+
+def _unavailable(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _add_replay_options(parser: argparse.ArgumentParser, *, required_rules: bool) -> None:
+    parser.add_argument(
+        "--rules", type=Path, required=required_rules, help="rules folder or YAML file"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("burnrate-out"),
+        help="folder for alerts.jsonl and rejected.jsonl (default: burnrate-out)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="print only the summary, not each alert"
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="hide the progress bar"
+    )
+
+
+def _check(args: argparse.Namespace) -> int:
+    return run_check(args.rules, sys.stdout, strict=args.strict)
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    console = Console(highlight=False)
+    for path in args.events:
+        if not path.is_file():
+            console.print(f"[red]error:[/] events file {path} not found")
+            return 2
+    return _run_replay(console, args.rules, list(args.events), args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from detector.service.run import serve
+    from detector.service.settings import ServiceSettings
+
+    settings = ServiceSettings()
+    rules_path = args.rules or settings.rules
+    try:
+        rules = load_rules(rules_path)
+    except RuleError as error:
+        print(str(error), file=sys.stderr)
+        return 1
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    serve(settings, rules)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from detector.demo import servegen
+
+    console = Console(highlight=False)
+    if not 1 <= args.days <= 14:
+        console.print(f"[red]error:[/] --days {args.days} is outside 1-14")
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    events_path = args.out / "events.jsonl"
+    console.print(
+        "Generating per-request events from the shipped ServeGen extract "
+        f"({args.days} days) into {events_path} ..."
+    )
+    count = servegen.write_demo_events(events_path, days=args.days)
+    console.print(f"{count:,} events written.")
+    rules = args.rules or servegen.DEMO_RULES
+    return _run_replay(console, rules, [events_path], args)
+
+
+def _run_replay(
+    console: Console, rules_path: Path, sources: list[Path], args: argparse.Namespace
+) -> int:
+    try:
+        rules = load_rules(rules_path)
+    except RuleError as error:
+        console.print(str(error), markup=False)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    console.print(f"Rules: {rules_path.resolve()}")
+
+    with ExitStack() as stack:
+        alerts_out = stack.enter_context((args.out / "alerts.jsonl").open("wb"))
+        rejects_out = stack.enter_context((args.out / "rejected.jsonl").open("wb"))
+        write_alert = write_alert_line(alerts_out)
+        progress = _progress(console, sources, disabled=args.no_progress)
+        stack.enter_context(progress)
+        task = progress.add_task("replaying", total=_total_bytes(sources))
+
+        def on_alert(record: AlertRecord) -> None:
+            write_alert(record)
+            if not args.quiet:
+                progress.console.print(
+                    format_console(record), markup=False, soft_wrap=True
+                )
+
+        result = replay(
+            rules,
+            sources,
+            on_alert=on_alert,
+            rejects_out=rejects_out,
+            on_progress=lambda size: progress.advance(task, size),
+        )
+
+    console.print(_summary(result))
+    console.print(
+        f"Alerts: {args.out / 'alerts.jsonl'}   "
+        f"Rejected lines: {args.out / 'rejected.jsonl'}"
+    )
+    return 0
+
+
+def _progress(console: Console, sources: list[Path], *, disabled: bool) -> Progress:
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=disabled,
+        transient=True,
+    )
+
+
+def _total_bytes(sources: list[Path]) -> int | None:
+    if any(path.suffix == ".gz" for path in sources):
+        return None
+    return sum(path.stat().st_size for path in sources)
+
+
+def _summary(result: BacktestResult) -> Table:
+    stats = result.engine.stats
+    table = Table(title="Backtest summary", show_header=True)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for tier in TIERS:
+        firing = stats.alerts[(tier, "firing")]
+        resolved = stats.alerts[(tier, "resolved")]
+        table.add_row(f"alerts {tier}", f"{firing} firing, {resolved} resolved")
+    alerted = {record.tenant for record in result.records}
+    table.add_row("tenants", f"{len(result.engine.tenants)} ({len(alerted)} alerted)")
+    table.add_row("events", f"{stats.events:,}")
+    table.add_row("duplicates dropped", f"{stats.duplicates:,}")
+    table.add_row("late events", f"{stats.late:,}")
+    rejected = sum(result.rejected.values())
+    reasons = ", ".join(f"{reason} {n}" for reason, n in result.rejected.most_common())
+    table.add_row("rejected", f"{rejected:,}" + (f" ({reasons})" if reasons else ""))
+    sources = ", ".join(f"{name} {n:,}" for name, n in stats.cost_sources.most_common())
+    table.add_row("cost source", sources or "-")
+    if stats.unknown_models:
+        models = ", ".join(f"{name} ({n})" for name, n in stats.unknown_models.most_common(5))
+        table.add_row("unknown models", models)
+    table.add_row("spend priced", f"${stats.spend_usd.quantize(_CENT):,}")
+    table.add_row("forecasts fitted", f"{stats.forecasts:,}")
+    rate = stats.events / result.elapsed_s if result.elapsed_s else 0.0
+    table.add_row("time taken", f"{result.elapsed_s:.1f} s ({rate:,.0f} events/s)")
+    return table
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""The rule file schema: tenants, budgets, alert rules and price overrides.
+
+Every model is frozen and rejects unknown fields, so a typo in a rule file fails
+at load instead of silently meaning something else. Field validators check one
+value; ``RuleSet`` checks the references between entries. ``detector.ruleload``
+reads the YAML and turns validation errors into ``file:line:column`` messages.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+_DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+
+
+def parse_duration_s(value: object) -> int:
+    """Parse ``"90s"``, ``"15m"``, ``"1h"``, ``"1d"`` or ``"1w"`` into seconds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        match = _DURATION.match(value.strip())
+        if match:
+            return int(match.group(1)) * _DURATION_UNITS_S[match.group(2)]
+    shown = repr(value) if isinstance(value, str) else str(value)
+    raise ValueError(
+        f"invalid duration {shown}: use a whole number with s, m, h, d or w, "
+        "for example 15m"
+    )
+
+
+def _check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin"
+        ) from None
+    return name
+
+
+def _check_id(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]*", value):
+        raise ValueError(
+            f"invalid id {value!r}: use letters, digits, '.', '_', ':' or '-'"
+        )
+    return value
+
+
+DurationS = Annotated[int, BeforeValidator(parse_duration_s), Field(ge=1)]
+TimeZone = Annotated[str, AfterValidator(_check_timezone)]
+RuleId = Annotated[str, AfterValidator(_check_id)]
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+Comparison = Literal[">=", ">"]
+Severity = Literal["critical", "error", "warning", "info"]
+SeriesKey = Literal["tenant", "feature", "route", "model", "provider", "region"]
+Signal = Literal["spend", "tokens", "requests"]
+
+ALL_TENANTS = "*"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Tenant(_Frozen):
+    """A billed tenant and the time zone its calendar periods follow."""
+
+    id: RuleId
+    timezone: TimeZone = "UTC"
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Budget(_Frozen):
+    """A spend or token limit per calendar period for one tenant or for all."""
+
+    id: RuleId
+    tenant: str = ALL_TENANTS
+    period: Literal["daily", "monthly"] = "monthly"
+    limit_usd: Money | None = None
+    limit_tokens: Annotated[int, Field(ge=0)] | None = None
+    thresholds_pct: tuple[Annotated[Decimal, Field(gt=0, le=1000)], ...] = (
+        Decimal(100),
+    )
+    comparison: Comparison = ">="
+    severity: Severity = "critical"
+    runbook_url: HttpUrl | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    _threshold_values: tuple[tuple[Decimal, Decimal], ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> Budget:
+        if self.limit_usd is not None and self.limit_tokens is not None:
+            raise ValueError("limit_usd and limit_tokens are both set: keep one")
+        if self.limit_usd is None and self.limit_tokens is None:
+            raise ValueError("missing limit: set limit_usd or limit_tokens")
+        return self
+
+    @field_validator("thresholds_pct")
+    @classmethod
+    def _sorted_unique(cls, value: tuple[Decimal, ...]) -> tuple[Decimal, ...]:
+        if not value:
+            raise ValueError("thresholds_pct must list at least one percentage")
+        if len(set(value)) != len(value):
+            shown = ", ".join(str(pct) for pct in value)
+            raise ValueError(
+                f"thresholds_pct [{shown}] repeats a value: list each percentage once"
+            )
+        return tuple(sorted(value))
+
+    def model_post_init(self, context: object) -> None:
+        # Threshold values in the budget's unit, computed once: the hot path
+        # compares against them on every event.
+        self._threshold_values = tuple(
+            (pct, self.limit * pct / 100) for pct in self.thresholds_pct
+        )
+
+    @property
+    def threshold_values(self) -> tuple[tuple[Decimal, Decimal], ...]:
+        """Each threshold as (percentage, value in dollars or tokens)."""
+        return self._threshold_values
+
+    @property
+    def signal(self) -> Signal:
+        return "spend" if self.limit_usd is not None else "tokens"
+
+    @property
+    def limit(self) -> Decimal:
+        """The limit in the signal's unit: dollars or tokens."""
+        if self.limit_usd is not None:
+            return self.limit_usd
+        return Decimal(self.limit_tokens or 0)
+
+
+class _RuleBase(_Frozen):
+    id: RuleId
+    tenants: tuple[str, ...] = (ALL_TENANTS,)
+    severity: Severity = "warning"
+    runbook_url: HttpUrl | None = None
+    summary: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    repeat_interval_s: DurationS | None = Field(default=None, alias="repeat_interval")
+    keep_firing_for_s: Annotated[int, BeforeValidator(parse_duration_s), Field(ge=0)] = (
+        Field(default=0, alias="keep_firing_for")
+    )
+
+    def applies_to(self, tenant: str) -> bool:
+        return ALL_TENANTS in self.tenants or tenant in self.tenants
+
+
+class ThresholdRule(_RuleBase):
+    """Absolute tier: a windowed total compared with a fixed threshold."""
+
+    tier: Literal["absolute"]
+    signal: Signal = "spend"
+    series: tuple[SeriesKey, ...] = ("tenant",)
+    window_s: DurationS = Field(alias="window")
+    threshold: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+    comparison: Comparison = ">="
+    for_s: Annotated[int, BeforeValidator(parse_duration_s), Field(ge=0)] = Field(
+        default=0, alias="for"
+    )
+    severity: Severity = "critical"
+
+
+class RateOfChangeRule(_RuleBase):
+    """Rate-of-change tier: a windowed total against the same window in past weeks.
+
+    The baseline is the median of the same interval ``baseline_weeks`` weeks back,
+    one week apart, so the time of day and the day of week line up. The alert
+    needs both a ratio and an absolute increase, so tiny amounts never fire.
+    """
+
+    tier: Literal["rate_of_change"]
+    signal: Signal = "spend"
+    series: tuple[SeriesKey, ...] = ("tenant",)
+    window_s: DurationS = Field(alias="window")
+    baseline_weeks: Annotated[int, Field(ge=1, le=8)] = 1
+    min_ratio: Annotated[Decimal, Field(gt=1, allow_inf_nan=False)]
+    min_increase: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+    for_s: Annotated[int, BeforeValidator(parse_duration_s), Field(ge=0)] = Field(
+        default=0, alias="for"
+    )
+    evaluate_every_s: DurationS = Field(default=60, alias="evaluate_every")
+
+
+class ForecastRule(_RuleBase):
+    """Predictive tier: the month-end spend forecast compared with a budget."""
+
+    tier: Literal["predictive"]
+    budget: RuleId
+    interval_pct: Annotated[int, Field(ge=50, le=99)] = 80
+    edge: Literal["lower", "mean", "upper"] = "upper"
+    history_days: Annotated[int, Field(ge=14, le=366)] = 56
+    model: Literal["additive", "multiplicative"] = "additive"
+
+
+Rule = Annotated[
+    ThresholdRule | RateOfChangeRule | ForecastRule, Field(discriminator="tier")
+]
+
+
+class PriceOverride(_Frozen):
+    """A negotiated or self-hosted price that replaces the posted one.
+
+    Either set the per-million-token prices, which replace the posted prices of
+    the classes given, or a discount that scales every posted price.
+    """
+
+    model: str
+    provider: str | None = None
+    tenant: str | None = None
+    input_per_mtok_usd: Money | None = None
+    output_per_mtok_usd: Money | None = None
+    cache_read_per_mtok_usd: Money | None = None
+    cache_write_per_mtok_usd: Money | None = None
+    discount_pct: Annotated[Decimal, Field(ge=0, le=100)] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PriceOverride:
+        has_prices = any(
+            price is not None
+            for price in (
+                self.input_per_mtok_usd,
+                self.output_per_mtok_usd,
+                self.cache_read_per_mtok_usd,
+                self.cache_write_per_mtok_usd,
+            )
+        )
+        if has_prices and self.discount_pct is not None:
+            raise ValueError("per-token prices and discount_pct are both set: keep one")
+        if not has_prices and self.discount_pct is None:
+            raise ValueError(
+                "missing price: set per-token prices (input_per_mtok_usd, ...) "
+                "or discount_pct"
+            )
+        return self
+
+
+class Defaults(_Frozen):
+    timezone: TimeZone = "UTC"
+
+
+class RuleFile(_Frozen):
+    """The content of one rule file; every section is optional.
+
+    The ``routing`` section belongs to the notification policies and is
+    validated by ``routing.config``; the detector only carries it along.
+    """
+
+    defaults: Defaults | None = None
+    tenants: tuple[Tenant, ...] = ()
+    budgets: tuple[Budget, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    prices: tuple[PriceOverride, ...] = ()
+    routing: dict[str, object] | None = None
+
+
+class RuleSet(_Frozen):
+    """All rule files of a folder, merged and cross-checked."""
+
+    defaults: Defaults = Field(default_factory=Defaults)
+    tenants: tuple[Tenant, ...] = ()
+    budgets: tuple[Budget, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    prices: tuple[PriceOverride, ...] = ()
+
+    @model_validator(mode="after")
+    def _references(self) -> RuleSet:
+        _unique("tenants", [tenant.id for tenant in self.tenants])
+        _unique("budgets", [f"{b.id} for tenant {b.tenant}" for b in self.budgets])
+        _unique("rules", [rule.id for rule in self.rules])
+        budget_ids = {budget.id for budget in self.budgets}
+        for index, rule in enumerate(self.rules):
+            if isinstance(rule, ForecastRule) and rule.budget not in budget_ids:
+                raise ValueError(
+                    f"rules[{index}] {rule.id}: budget {rule.budget!r} is not "
+                    f"defined; known budgets: {sorted(budget_ids) or 'none'}"
+                )
+        return self
+
+    def timezone_of(self, tenant: str) -> str:
+        for entry in self.tenants:
+            if entry.id == tenant:
+                return entry.timezone
+        return self.defaults.timezone
+
+    def budgets_for(self, tenant: str) -> list[Budget]:
+        """Return the budgets of a tenant.
+
+        A budget written for the tenant replaces the ``*`` budget with the same
+        id; ``*`` budgets with other ids apply as well.
+        """
+        own = [budget for budget in self.budgets if budget.tenant == tenant]
+        own_ids = {budget.id for budget in own}
+        shared = [
+            budget
+            for budget in self.budgets
+            if budget.tenant == ALL_TENANTS and budget.id not in own_ids
+        ]
+        return own + shared
+
+    def budget(self, budget_id: str, tenant: str) -> Budget | None:
+        for budget in self.budgets_for(tenant):
+            if budget.id == budget_id:
+                return budget
+        return None
+
+
+def _unique(section: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for value in ids:
+        if value in seen:
+            raise ValueError(f"{section}: id {value!r} is defined twice")
+        seen.add(value)

@@ -1,0 +1,257 @@
+"""The Faust application: agents, timers, tables and web pages of ``burnrate serve``.
+
+Durability works in two layers. Each batch of source records is applied to the
+partition's engine, then the snapshot of every tenant it changed is written to
+the ``tenant-state`` table, whose changelog Kafka keeps compacted. Faust acks a
+batch only after that, and flushes the producer before it commits offsets, so a
+committed offset never runs ahead of the state that includes it. When a worker
+dies, the partition's next owner restores the table before it reads new records;
+records it reads again are skipped by the offset each tenant stores, and request
+ids already seen are dropped, so nothing is counted twice. Alert ids are
+deterministic, so an alert record sent again after a crash carries the same id
+and receivers deduplicate it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import msgspec
+from faust.types import TP, EventT
+
+from detector import alerts
+from detector.alerts import AlertRecord
+from detector.config import RuleSet
+from detector.decode import Rejection
+from detector.forecast import MonthEndForecast
+from detector.service.budget_state import budget_state
+from detector.service.partition import PartitionRunner
+from detector.service.settings import ServiceSettings
+from detector.service.stall import StallWatch
+from detector.tiers.predictive import ForecastJob
+
+logger = logging.getLogger("burnrate.service")
+
+
+def _fit(job: ForecastJob) -> MonthEndForecast:
+    return job.run()
+
+
+class BurnrateService:
+    """The state shared by the agent, the timers and the web pages."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: ServiceSettings,
+        rules: RuleSet,
+        executor: Executor,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.rules = rules
+        self.executor = executor
+        self.runners: dict[int, PartitionRunner] = {}
+        self.stall = StallWatch(settings.stall_after_s)
+        self.forecasts_running = 0
+        self.alerts_sent = 0
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.events_topic = app.topic(settings.events_topic, **raw)
+        self.alerts_topic = app.topic(settings.alerts_topic, **raw)
+        self.dead_letter_topic = app.topic(settings.dead_letter_topic, **raw)
+        self.budget_state_topic = app.topic(settings.budget_state_topic, **raw)
+        self.table = app.Table(
+            "tenant-state",
+            partitions=settings.partitions,
+            schema=faust.Schema(**raw),
+            extra_topic_configs={"max.message.bytes": str(settings.snapshot_max_bytes)},
+        )
+
+    def runner(self, partition: int) -> PartitionRunner:
+        runner = self.runners.get(partition)
+        if runner is None:
+            runner = self.runners[partition] = PartitionRunner(
+                partition, self.rules, self.settings, self._lookup
+            )
+        return runner
+
+    async def handle_batch(self, batch: Sequence[EventT]) -> None:
+        """Apply a batch of source records, then persist and publish its effects."""
+        wall_s = time.time()
+        touched: set[int] = set()
+        for event in batch:
+            message = event.message
+            runner = self.runner(message.partition)
+            value = event.value if isinstance(event.value, bytes) else bytes(event.value)
+            output = runner.handle(value, message.offset, wall_s)
+            self.stall.progress(message.partition, message.offset, time.monotonic())
+            touched.add(message.partition)
+            await self._publish_alerts(output.alerts)
+            for rejection in output.rejections:
+                await self._dead_letter(rejection, message.partition, message.offset)
+        for partition in touched:
+            await self._persist(self.runners[partition])
+
+    async def tick(self) -> None:
+        """Drive event time from the wall clock and start due forecast fits."""
+        now = time.monotonic()
+        for partition, runner in list(self.runners.items()):
+            await self._publish_alerts(runner.tick(now))
+            await self._persist(runner)
+        await self._publish_alerts(self.stall.check(self._positions(), now))
+
+    def on_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:
+            if tp.topic == self.settings.events_topic:
+                self.runners.pop(tp.partition, None)
+                self.stall.forget(tp.partition)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "partitions": {
+                str(partition): {
+                    "records": runner.counters.records,
+                    "last_offset": runner.counters.last_offset,
+                    "redelivered": runner.counters.redelivered,
+                    "rejected": runner.counters.rejected,
+                    "tenants": len(runner.engine.tenants),
+                    "events": runner.engine.stats.events,
+                    "duplicates": runner.engine.stats.duplicates,
+                    "late": runner.engine.stats.late,
+                    "spend_usd": str(runner.engine.stats.spend_usd),
+                    "watermark_s": runner.engine.watermark_s,
+                }
+                for partition, runner in sorted(self.runners.items())
+            },
+            "alerts_sent": self.alerts_sent,
+            "forecasts_running": self.forecasts_running,
+        }
+
+    def tenant_view(self, tenant: str) -> dict[str, Any] | None:
+        for runner in self.runners.values():
+            state = runner.engine.tenants.get(tenant)
+            if state is not None:
+                return budget_state(state, self.rules, runner.engine)
+        return None
+
+    async def _persist(self, runner: PartitionRunner) -> None:
+        snapshots = runner.take_snapshots()
+        for tenant, data in snapshots.items():
+            key = tenant.encode()
+            self.table.send_changelog(runner.partition, key, data)
+            self.table.data[key] = data
+            view = budget_state(runner.engine.tenants[tenant], self.rules, runner.engine)
+            await self.budget_state_topic.send(key=key, value=msgspec.json.encode(view))
+        self._start_forecasts(runner)
+
+    def _start_forecasts(self, runner: PartitionRunner) -> None:
+        jobs, runner.engine.pending_forecasts = runner.engine.pending_forecasts, []
+        for job, now in jobs:
+            self.forecasts_running += 1
+            asyncio.ensure_future(self._forecast(runner, job, now))
+
+    async def _forecast(self, runner: PartitionRunner, job: ForecastJob, now: datetime) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self.executor, _fit, job)
+        except Exception:
+            logger.exception("forecast fit failed", extra={"tenant": job.tenant})
+            return
+        finally:
+            self.forecasts_running -= 1
+        if self.runners.get(runner.partition) is not runner:
+            return  # the partition moved while the fit ran; its new owner refits
+        await self._publish_alerts(runner.engine.apply_forecast(job, result, now))
+        await self._persist(runner)
+
+    async def _publish_alerts(self, records: list[AlertRecord]) -> None:
+        for record in records:
+            await self.alerts_topic.send(
+                key=record.tenant.encode(), value=alerts.encoder.encode(record)
+            )
+            self.alerts_sent += 1
+            logger.info(
+                "alert %s", record.status,
+                extra={"alert_id": record.alert_id, "tenant": record.tenant,
+                       "rule_id": record.rule_id, "tier": record.tier},
+            )
+
+    async def _dead_letter(self, rejection: Rejection, partition: int, offset: int) -> None:
+        headers = {
+            "reason": rejection.reason.encode(),
+            "field": (rejection.field or "").encode(),
+            "detail": rejection.detail.encode(),
+            "source": f"{self.settings.events_topic}/{partition}/{offset}".encode(),
+        }
+        await self.dead_letter_topic.send(value=rejection.raw, headers=headers)
+
+    def _lookup(self, tenant: str) -> bytes | None:
+        data = self.table.data.get(tenant.encode())
+        return bytes(data) if data is not None else None
+
+    def _positions(self) -> dict[int, int]:
+        consumer = self.app.consumer
+        highwaters: dict[int, int] = {}
+        for tp in consumer.assignment():
+            if tp.topic == self.settings.events_topic:
+                highwaters[tp.partition] = consumer.highwater(tp) or 0
+        return highwaters
+
+
+def build_app(settings: ServiceSettings, rules: RuleSet) -> tuple[faust.App, BurnrateService]:
+    """Create the Faust application for one rule set."""
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_commit_interval=settings.commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        producer_max_request_size=settings.snapshot_max_bytes,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        table_standby_replicas=0,
+    )
+    executor = ProcessPoolExecutor(max_workers=settings.forecast_workers)
+    service = BurnrateService(app, settings, rules, executor)
+
+    @app.agent(service.events_topic)
+    async def consume(stream: faust.StreamT[bytes]) -> None:
+        async for batch in stream.take_events(
+            settings.batch_max_records, within=settings.batch_within_s
+        ):
+            await service.handle_batch(batch)
+
+    @app.timer(interval=settings.tick_interval_s)
+    async def tick() -> None:
+        await service.tick()
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        ready = not app.rebalancing and bool(app.consumer.assignment())
+        status = 200 if ready else 503
+        return web.json({"ready": ready}, status=status)
+
+    @app.page("/stats")
+    async def stats(web: Any, request: Any) -> Any:
+        return web.json(service.stats())
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
+        service.on_revoked(revoked)
+
+    return app, service

@@ -1,0 +1,49 @@
+"""Service settings from the environment (prefix ``BURNRATE_``) with defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Everything ``burnrate serve`` reads, with units in the names."""
+
+    model_config = SettingsConfigDict(env_prefix="BURNRATE_", frozen=True)
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    app_id: str = "burnrate"
+    rules: Path = Path("rules")
+    events_topic: str = "llm-requests"
+    alerts_topic: str = "burnrate-alerts"
+    dead_letter_topic: str = "burnrate-dead-letter"
+    budget_state_topic: str = "burnrate-budget-state"
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    data_dir: Path = Path("burnrate-data")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    # How often the wall clock drives ticks; ticks themselves stay on the
+    # one-minute event-time grid.
+    tick_interval_s: float = Field(default=1.0, gt=0)
+    # Ticks run this long behind the event clock, so the events of a minute
+    # can arrive before the minute is evaluated.
+    tick_grace_s: int = Field(default=2, ge=0)
+    allowed_lateness_s: int = Field(default=300, ge=0)
+    # Events whose time is further ahead of the wall clock are rejected: a
+    # clock error upstream must not move a partition's watermark into the future.
+    max_future_s: int = Field(default=3600, ge=0)
+    dedup_horizon_s: int = Field(default=3600, ge=60)
+    dedup_max_ids_per_tenant: int = Field(default=50_000, ge=100)
+    batch_max_records: int = Field(default=500, ge=1)
+    batch_within_s: float = Field(default=0.2, gt=0)
+    commit_interval_s: float = Field(default=1.0, gt=0)
+    # A partition whose end offset moves while its position does not, for this
+    # long, raises the service's own alert.
+    stall_after_s: float = Field(default=60.0, gt=0)
+    forecast_workers: int = Field(default=1, ge=1)
+    # Kafka's default record limit is 1 MiB; a busy tenant's snapshot with its
+    # recent request ids can be larger.
+    snapshot_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024)

@@ -1,0 +1,139 @@
+"""Absolute tier, budgets: period-to-date spend or tokens against a limit.
+
+Every event updates the totals of the periods it falls in, and each threshold of
+each budget fires at most once per (tenant, budget, threshold, period): at the
+event that crosses it. Budget alerts stay firing until their period ends, then
+resolve. The comparison is exact because totals are ``Decimal`` sums.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from detector.alerts import AlertRecord, Status, format_amount
+from detector.config import Budget
+from detector.lifecycle import AlertState
+from detector.state import PeriodTotal, TenantState
+from detector.tiers.common import compare, make_key, split_key
+
+_HUNDRED = Decimal(100)
+_PREFIX = "budget"
+
+
+def add_and_check(
+    state: TenantState,
+    budgets: list[Budget],
+    instant_s: int,
+    cost_usd: Decimal | None,
+    tokens: int,
+) -> list[AlertRecord]:
+    """Add one request to its budget periods and fire the thresholds it crosses."""
+    records: list[AlertRecord] = []
+    for budget in budgets:
+        total = state.period_total_s(budget.id, budget.period, instant_s)
+        if cost_usd is not None:
+            total.spend_usd += cost_usd
+        total.tokens += tokens
+        values = budget.threshold_values
+        if len(total.fired_pct) < len(values):
+            lowest = values[len(total.fired_pct)][1]
+            if compare(total.value(budget.signal), lowest, budget.comparison):
+                records.extend(_fire(state, budget, total, instant_s))
+    return records
+
+
+def _fire(
+    state: TenantState, budget: Budget, total: PeriodTotal, instant_s: int
+) -> Iterator[AlertRecord]:
+    value = total.value(budget.signal)
+    instant = datetime.fromtimestamp(instant_s, UTC)
+    for pct, limit in budget.threshold_values:
+        if pct in total.fired_pct:
+            continue
+        if not compare(value, limit, budget.comparison):
+            break
+        total.fired_pct.add(pct)
+        if state.budget_alert_end_s is None or total.end_s < state.budget_alert_end_s:
+            state.budget_alert_end_s = total.end_s
+        key = make_key(_PREFIX, budget.id, pct, total.start.isoformat())
+        record = state.alerts.update(
+            key, True, instant, _builder(state, budget, total, pct, value)
+        )
+        if record is not None:
+            yield record
+
+
+def resolve_ended(
+    state: TenantState, budgets: list[Budget], now: datetime
+) -> Iterator[AlertRecord]:
+    """Resolve the budget alerts of periods that ended at or before ``now``."""
+    state.budget_alert_end_s = None
+    by_id = {budget.id: budget for budget in budgets}
+    for key in state.alerts.keys_with_prefix(_PREFIX):
+        _, budget_id, pct, start = split_key(key)
+        budget = by_id.get(budget_id)
+        total = state.periods.get(budget_id, {}).get(datetime.fromisoformat(start))
+        if budget is None or total is None:
+            continue
+        if total.end > now:
+            if state.budget_alert_end_s is None or total.end_s < state.budget_alert_end_s:
+                state.budget_alert_end_s = total.end_s
+            continue
+        value = total.value(budget.signal)
+        build = _builder(state, budget, total, Decimal(pct), value)
+        record = state.alerts.update(key, False, now, build)
+        if record is not None:
+            yield record
+
+
+def _builder(
+    state: TenantState,
+    budget: Budget,
+    total: PeriodTotal,
+    pct: Decimal,
+    value: Decimal,
+):  # type: ignore[no-untyped-def]
+    unit = "usd" if budget.signal == "spend" else "tokens"
+    limit = budget.limit * pct / _HUNDRED
+    severity = budget.severity if pct >= _HUNDRED else "warning"
+    local_start = total.start.astimezone(state.timezone).date()
+    local_end = total.end.astimezone(state.timezone).date()
+
+    def build(alert: AlertState, status: Status, now: datetime) -> AlertRecord:
+        if status == "firing":
+            summary = (
+                f"{budget.period} {budget.signal} {format_amount(value, unit)} "
+                f"reached {pct.normalize():f}% of the "
+                f"{format_amount(budget.limit, unit)} budget {budget.id} "
+                f"(period from {local_start}, {state.timezone.key})"
+            )
+        else:
+            summary = (
+                f"{budget.period} period of budget {budget.id} ended on {local_end}; "
+                f"final {budget.signal} {format_amount(total.value(budget.signal), unit)}"
+            )
+        return AlertRecord(
+            alert_id=alert.alert_id,
+            status=status,
+            tier="absolute",
+            severity=severity,
+            rule_id=budget.id,
+            tenant=state.tenant,
+            signal=budget.signal,
+            unit=unit,
+            observed=value if status == "firing" else total.value(budget.signal),
+            threshold=limit,
+            event_time=now,
+            started_at=alert.started_at,
+            summary=summary,
+            series={"tenant": state.tenant},
+            period_start=total.start,
+            period_end=total.end,
+            runbook_url=str(budget.runbook_url) if budget.runbook_url else None,
+            labels=dict(budget.labels),
+            details={"threshold_pct": f"{pct.normalize():f}", "period": budget.period},
+        )
+
+    return build

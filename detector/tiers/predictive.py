@@ -1,0 +1,186 @@
+"""Predictive tier: the period-end spend forecast against the budget.
+
+Planning and concluding are split so the model fit in between can run wherever
+the caller likes: inline in a backtest, in an executor in the service. Each
+tenant is refitted at most once per local day, after the day completes, on the
+daily totals of its time zone with idle days as zeros.
+
+A fit is skipped while the run-rate projection for the period stays below
+``SCREEN_SHARE`` of the budget: a forecast that far below cannot reach the budget
+within the checks the forecaster applies, and skipping it keeps thousands of
+quiet tenants cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from detector.alerts import AlertRecord, Status, format_amount
+from detector.config import Budget, ForecastRule
+from detector.forecast import MonthEndForecast, forecast_period_end
+from detector.lifecycle import AlertState
+from detector.periods import last_day, local_date
+from detector.state import PeriodTotal, TenantState
+from detector.tiers.common import compare, make_key
+
+SCREEN_SHARE = Decimal("0.5")
+_RUN_RATE_DAYS = 7
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastJob:
+    """The inputs of one fit, taken from state at planning time."""
+
+    tenant: str
+    rule: ForecastRule
+    budget: Budget
+    period_start: datetime
+    daily_usd: tuple[Decimal, ...]
+    last_day: date
+    period_end: date
+    spent_to_date_usd: Decimal
+    today_usd: Decimal
+
+    def run(self) -> MonthEndForecast:
+        return forecast_period_end(
+            self.daily_usd,
+            self.last_day,
+            self.period_end,
+            self.spent_to_date_usd,
+            self.today_usd,
+            seasonal=self.rule.model,
+            interval_pct=self.rule.interval_pct,
+        )
+
+
+def plan(
+    state: TenantState, rule: ForecastRule, budget: Budget, now: datetime
+) -> ForecastJob | None:
+    """Return the fit due for this tenant at ``now``, if one is due."""
+    if budget.limit_usd is None or not state.daily_usd:
+        return None
+    today = local_date(now, state.timezone)
+    if state.fitted_day.get(rule.id) == today:
+        return None
+    state.fitted_day[rule.id] = today
+
+    first = min(state.daily_usd)
+    yesterday = today - timedelta(days=1)
+    if yesterday < first:
+        return None
+    total = state.period_total(budget.id, budget.period, now)
+    period_last = last_day(total.start.astimezone(state.timezone).date(), budget.period)
+    days = _daily(state, max(first, yesterday - timedelta(days=rule.history_days - 1)), yesterday)
+    if _run_rate_projection(days, total, yesterday, period_last) < budget.limit_usd * SCREEN_SHARE:
+        return None
+    return ForecastJob(
+        tenant=state.tenant,
+        rule=rule,
+        budget=budget,
+        period_start=total.start,
+        daily_usd=days,
+        last_day=yesterday,
+        period_end=period_last,
+        spent_to_date_usd=total.spend_usd,
+        today_usd=state.daily_usd.get(today, _ZERO),
+    )
+
+
+def conclude(
+    state: TenantState, job: ForecastJob, forecast: MonthEndForecast, now: datetime
+) -> AlertRecord | None:
+    """Compare a finished forecast with the budget and update the alert."""
+    limit = job.budget.limit_usd or _ZERO
+    edge = forecast.edge(job.rule.edge)
+    active = compare(edge, limit, job.budget.comparison)
+    key = make_key("forecast", job.rule.id, job.budget.id, job.period_start.isoformat())
+    build = _builder(state, job, forecast, edge, limit)
+    return state.alerts.update(key, active, now, build, repeat_s=job.rule.repeat_interval_s)
+
+
+def _daily(state: TenantState, first: date, last: date) -> tuple[Decimal, ...]:
+    count = (last - first).days + 1
+    return tuple(
+        state.daily_usd.get(first + timedelta(days=offset), _ZERO)
+        for offset in range(count)
+    )
+
+
+def _run_rate_projection(
+    days: tuple[Decimal, ...], total: PeriodTotal, yesterday: date, period_last: date
+) -> Decimal:
+    recent = days[-_RUN_RATE_DAYS:]
+    per_day = sum(recent, _ZERO) / len(recent)
+    remaining = (period_last - yesterday).days
+    return total.spend_usd + per_day * remaining
+
+
+def _builder(
+    state: TenantState,
+    job: ForecastJob,
+    forecast: MonthEndForecast,
+    edge: Decimal,
+    limit: Decimal,
+):  # type: ignore[no-untyped-def]
+    exhausted = forecast.exhaustion_day(job.spent_to_date_usd, limit)
+    method = forecast.method + (" (low confidence)" if forecast.low_confidence else "")
+
+    def build(alert: AlertState, status: Status, now: datetime) -> AlertRecord:
+        interval = (
+            f"{forecast.interval_pct}% interval "
+            f"{format_amount(forecast.lower_usd, 'usd')} to "
+            f"{format_amount(forecast.upper_usd, 'usd')}"
+        )
+        if status == "firing":
+            over = format_amount(edge - limit, "usd")
+            runs_out = f"; budget projected to run out on {exhausted}" if exhausted else ""
+            summary = (
+                f"{job.budget.period} spend forecast for {job.period_end} is "
+                f"{format_amount(forecast.month_end_usd, 'usd')} ({interval}, {method}); "
+                f"the {job.rule.edge} edge exceeds the "
+                f"{format_amount(limit, 'usd')} budget {job.budget.id} by {over}"
+                f"{runs_out}"
+            )
+        else:
+            summary = (
+                f"{job.budget.period} spend forecast for {job.period_end} is back to "
+                f"{format_amount(forecast.month_end_usd, 'usd')} ({interval}), within "
+                f"the {format_amount(limit, 'usd')} budget {job.budget.id}"
+            )
+        details = {"method": forecast.method, "low_confidence": str(forecast.low_confidence).lower()}
+        if exhausted:
+            details["exhaustion_day"] = exhausted.isoformat()
+        if forecast.fallback_reason:
+            details["fallback_reason"] = forecast.fallback_reason
+        if job.rule.summary:
+            details["description"] = job.rule.summary
+        return AlertRecord(
+            alert_id=alert.alert_id,
+            status=status,
+            tier="predictive",
+            severity=job.rule.severity,
+            rule_id=job.rule.id,
+            tenant=state.tenant,
+            signal="spend",
+            unit="usd",
+            observed=job.spent_to_date_usd,
+            threshold=limit,
+            forecast=forecast.month_end_usd,
+            forecast_lower=forecast.lower_usd,
+            forecast_upper=forecast.upper_usd,
+            interval_pct=forecast.interval_pct,
+            event_time=now,
+            started_at=alert.started_at,
+            summary=summary,
+            series={"tenant": state.tenant},
+            period_start=job.period_start,
+            runbook_url=str(job.rule.runbook_url) if job.rule.runbook_url else None,
+            labels=dict(job.rule.labels),
+            repeat=alert.repeats if status == "firing" else 0,
+            details=details,
+        )
+
+    return build

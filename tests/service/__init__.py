@@ -1,0 +1,1 @@
+"""Integration tests of ``burnrate serve`` on a real Kafka broker."""
