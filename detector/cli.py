@@ -26,6 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from detector import ruletest
 from detector.alerts import AlertRecord, format_console
 from detector.backtest import BacktestResult, replay, write_alert_line
 from detector.errors import RuleError
@@ -51,12 +52,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    check = commands.add_parser("check", help="validate a rules folder or file")
+    check = commands.add_parser(
+        "check",
+        help="validate a rules folder or file",
+        description=(
+            "Validate every rule file of a folder (routing section included) and "
+            "print each problem as file:line:column."
+        ),
+        epilog=(
+            "exit codes: 0 no errors (warnings allowed unless --strict); "
+            "1 at least one error, or a warning with --strict; 2 invalid usage"
+        ),
+    )
     check.add_argument("rules", type=Path, help="rules folder or YAML file")
     check.add_argument(
         "--strict", action="store_true", help="exit 1 on warnings as well as errors"
     )
     check.set_defaults(run=_check)
+
+    ruletest.add_commands(commands)
 
     backtest = commands.add_parser(
         "backtest", help="replay event files through the rules"

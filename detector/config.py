@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from detector.periods import WEEKDAYS, PeriodSpec, Weekday
+
 _DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 
@@ -86,12 +88,62 @@ class Tenant(_Frozen):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+class GatewayPolicy(_Frozen):
+    """What the budget API tells a gateway as a budget fills up.
+
+    Percentages are of the budget's limit in the current period. A gateway is
+    told to warn from ``warn_at_pct`` (or when the forecast of the period's
+    total reaches the limit and ``warn_on_forecast`` is set), to switch each
+    model in ``degrade_to`` to its smaller model from ``degrade_at_pct``, and to
+    reject requests from ``block_at_pct``. Unset levels never apply.
+    """
+
+    warn_at_pct: Annotated[Decimal, Field(gt=0, le=1000)] | None = Decimal(80)
+    degrade_at_pct: Annotated[Decimal, Field(gt=0, le=1000)] | None = None
+    block_at_pct: Annotated[Decimal, Field(gt=0, le=1000)] | None = None
+    degrade_to: dict[str, str] = Field(default_factory=dict)
+    warn_on_forecast: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GatewayPolicy:
+        levels = [
+            (name, value)
+            for name, value in (
+                ("warn_at_pct", self.warn_at_pct),
+                ("degrade_at_pct", self.degrade_at_pct),
+                ("block_at_pct", self.block_at_pct),
+            )
+            if value is not None
+        ]
+        for (low_name, low), (high_name, high) in zip(levels, levels[1:]):
+            if low > high:
+                raise ValueError(
+                    f"{low_name} {low} is above {high_name} {high}: "
+                    "levels must rise from warn to degrade to block"
+                )
+        if self.degrade_at_pct is not None and not self.degrade_to:
+            raise ValueError(
+                "degrade_at_pct is set but degrade_to is empty: map each model "
+                "to its smaller model, for example {gpt-4o: gpt-4o-mini}"
+            )
+        return self
+
+
 class Budget(_Frozen):
-    """A spend or token limit per calendar period for one tenant or for all."""
+    """A spend or token limit per calendar period for one tenant or for all.
+
+    Periods start at local midnight in the tenant's time zone. ``weekly`` periods
+    start on ``week_start`` (default monday, as ISO weeks do). ``monthly`` periods
+    start on ``anchor_day`` (default 1, the calendar month); in a month with fewer
+    days than the anchor they start on its last day, so anchor 31 starts periods
+    on 28 or 29 February and 30 April. ``detector.periods`` computes the bounds.
+    """
 
     id: RuleId
     tenant: str = ALL_TENANTS
-    period: Literal["daily", "monthly"] = "monthly"
+    period: Literal["daily", "weekly", "monthly"] = "monthly"
+    anchor_day: Annotated[int, Field(ge=1, le=31)] | None = None
+    week_start: Weekday | None = None
     limit_usd: Money | None = None
     limit_tokens: Annotated[int, Field(ge=0)] | None = None
     thresholds_pct: tuple[Annotated[Decimal, Field(gt=0, le=1000)], ...] = (
@@ -101,7 +153,23 @@ class Budget(_Frozen):
     severity: Severity = "critical"
     runbook_url: HttpUrl | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    gateway: GatewayPolicy = Field(default_factory=lambda: GatewayPolicy())
     _threshold_values: tuple[tuple[Decimal, Decimal], ...] = PrivateAttr(default=())
+    _period_spec: PeriodSpec = PrivateAttr(default=PeriodSpec("monthly"))
+
+    @model_validator(mode="after")
+    def _period_fields(self) -> Budget:
+        if self.anchor_day is not None and self.period != "monthly":
+            raise ValueError(
+                f"anchor_day is set but period is {self.period}: anchor_day applies "
+                "to monthly periods only, so remove it or set period: monthly"
+            )
+        if self.week_start is not None and self.period != "weekly":
+            raise ValueError(
+                f"week_start is set but period is {self.period}: week_start applies "
+                "to weekly periods only, so remove it or set period: weekly"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_limit(self) -> Budget:
@@ -129,6 +197,16 @@ class Budget(_Frozen):
         self._threshold_values = tuple(
             (pct, self.limit * pct / 100) for pct in self.thresholds_pct
         )
+        self._period_spec = PeriodSpec(
+            self.period,
+            anchor_day=self.anchor_day or 1,
+            week_start=WEEKDAYS.index(self.week_start or "monday"),
+        )
+
+    @property
+    def period_spec(self) -> PeriodSpec:
+        """The period with its anchor day and week start, for ``detector.periods``."""
+        return self._period_spec
 
     @property
     def threshold_values(self) -> tuple[tuple[Decimal, Decimal], ...]:
@@ -197,6 +275,44 @@ class RateOfChangeRule(_RuleBase):
         default=0, alias="for"
     )
     evaluate_every_s: DurationS = Field(default=60, alias="evaluate_every")
+    # "up" fires on a rise (spend, latency), "down" on a fall (a stalled source).
+    direction: Literal["up", "down"] = "up"
+    # A firing alert resolves only once the ratio falls below this level (default:
+    # min_ratio), so a value hovering at min_ratio does not flap.
+    clear_ratio: Annotated[Decimal, Field(ge=1, allow_inf_nan=False)] | None = None
+    # The spacing of the earlier windows; ``baseline_weeks`` counts them.
+    baseline_period_s: Annotated[
+        int, BeforeValidator(parse_duration_s), Field(ge=60, le=604800)
+    ] = Field(default=604800, alias="baseline_period")
+    # Warm-up (less than one baseline period of history) compares with the
+    # trailing day and needs this ratio (default: twice min_ratio).
+    warmup_min_ratio: Annotated[Decimal, Field(gt=1, allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="after")
+    def _rate_levels(self) -> RateOfChangeRule:
+        if self.clear_ratio is not None and self.clear_ratio > self.min_ratio:
+            raise ValueError(
+                f"clear_ratio {self.clear_ratio} is above min_ratio {self.min_ratio}: "
+                "the clear level must be at or below the firing level"
+            )
+        if self.baseline_period_s < self.window_s:
+            raise ValueError(
+                f"baseline_period {self.baseline_period_s}s is shorter than window "
+                f"{self.window_s}s: the earlier windows would overlap"
+            )
+        return self
+
+    @property
+    def clear_level(self) -> Decimal:
+        """The ratio below which a firing alert resolves."""
+        return self.clear_ratio if self.clear_ratio is not None else self.min_ratio
+
+    @property
+    def warmup_ratio(self) -> Decimal:
+        """The ratio a series in warm-up needs against its trailing-day level."""
+        if self.warmup_min_ratio is not None:
+            return self.warmup_min_ratio
+        return 2 * self.min_ratio
 
 
 class ForecastRule(_RuleBase):

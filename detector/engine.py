@@ -85,6 +85,7 @@ class _TenantPlan:
     """The rules that apply to one tenant, resolved once."""
 
     budgets: list[Budget]
+    hot_budgets: list[budget.HotBudget]
     thresholds: list[ThresholdRule]
     rates: list[RateOfChangeRule]
     forecasts: list[tuple[ForecastRule, Budget]]
@@ -100,6 +101,7 @@ class _TenantPlan:
                     forecasts.append((rule, limit))
         return cls(
             budgets=rules.budgets_for(tenant),
+            hot_budgets=[budget.HotBudget.of(b) for b in rules.budgets_for(tenant)],
             thresholds=[r for r in applying if isinstance(r, ThresholdRule)],
             rates=[r for r in applying if isinstance(r, RateOfChangeRule)],
             forecasts=forecasts,
@@ -175,11 +177,15 @@ class Engine:
                 )
 
         plan = self._plan_of(event.tenant)
-        fired = budget.add_and_check(state, plan.budgets, timestamp_s, cost_usd, tokens)
+        fired = budget.add_and_check(
+            state, plan.hot_budgets, event.timestamp, timestamp_s, cost_usd, tokens
+        )
         if cost_usd is not None:
             state.add_daily(timestamp_s, cost_usd)
         if not late and plan.thresholds:
-            fired.extend(self._check_thresholds(state, plan.thresholds, event))
+            fired.extend(
+                self._check_thresholds(state, plan.thresholds, event, timestamp_s)
+            )
         if fired:
             records.extend(self._counted(fired))
         return records
@@ -272,17 +278,22 @@ class Engine:
         return [record] if record is not None else []
 
     def _check_thresholds(
-        self, state: TenantState, rules: list[ThresholdRule], event: Event
+        self,
+        state: TenantState,
+        rules: list[ThresholdRule],
+        event: Event,
+        timestamp_s: int,
     ) -> list[AlertRecord]:
         # A slightly late event is checked against the window that ends at the
         # watermark, which holds both it and everything after it.
-        instant = event.timestamp
-        if self.watermark_s is not None and self.watermark_s > event.timestamp_s:
-            instant = datetime.fromtimestamp(self.watermark_s, UTC)
+        instant, instant_s = event.timestamp, timestamp_s
+        if self.watermark_s is not None and self.watermark_s > timestamp_s:
+            instant_s = self.watermark_s
+            instant = datetime.fromtimestamp(instant_s, UTC)
         records = []
         for rule in rules:
             series = series_id(event, rule.series)
-            record = threshold.check_on_event(state, rule, series, instant)
+            record = threshold.check_on_event(state, rule, series, instant, instant_s)
             if record is not None:
                 records.append(record)
         return records

@@ -730,6 +730,30 @@ def _forecast_budget_warnings(
     return [origin.problem(message, "budget", "warning")]
 
 
+def _routing_problems(document: _Document) -> list[Problem]:
+    """Validate a file's ``routing`` section with the routing package's own checks.
+
+    Secrets that are not set where the check runs (a CI job has none) stand in as
+    placeholders, so the check covers the section's fields and names, such as a
+    route naming an unknown receiver, without the secrets.
+    """
+    if not isinstance(document.data, dict) or document.data.get("routing") is None:
+        return []
+    # Imported here because routing.load imports this module's YAML helpers.
+    from routing.config import RoutingFile, reference_problems
+    from routing.load import validation_problem as routing_problem
+
+    section = {"routing": document.data["routing"]}
+    context = {"environ": None, "placeholders": True}
+    try:
+        config = RoutingFile.model_validate(section, context=context).routing
+    except ValidationError as error:
+        details = error.errors(include_url=False)
+        return [routing_problem(document, detail) for detail in details]
+    references = reference_problems(config)
+    return [document.problem(path, message) for path, message in references]
+
+
 # ---------------------------------------------------------------------------
 # Public interface
 # ---------------------------------------------------------------------------
@@ -779,6 +803,7 @@ def check_rules(path: Path) -> tuple[RuleSet | None, list[Problem]]:
         problems.extend(file_problems)
         if rule_file is not None:
             merged.add(rule_file, document)
+            problems.extend(_routing_problems(document))
 
     # Cross-file checks only make sense once every file is valid: an entry in an
     # invalid file would otherwise show up as a missing reference.
@@ -844,3 +869,10 @@ def _count(number: int, noun: str) -> str:
 
 def _sorted(problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda p: (str(p.path), p.line, p.column))
+
+
+# The YAML reader with key positions and the error wording, for other YAML
+# files that report problems the same way (the routing file).
+Document = _Document
+read_document = _read_document
+describe_error = _describe

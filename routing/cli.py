@@ -1,9 +1,11 @@
-"""The ``burnrate routes test`` and ``burnrate notify-test`` commands.
+"""The ``burnrate routes test``, ``routes deliver`` and ``notify-test`` commands.
 
 ``routes test`` shows which receivers an alert would reach and why, without
 sending anything. The alert comes from a JSON file (one ``AlertRecord``, as in
 ``alerts.jsonl``) or from flags. Secrets need not be set for it: a variable
 that is not set stands in as a placeholder, because nothing is sent.
+
+``routes deliver`` sends notifications continuously (``routing.deliver``).
 
 ``notify-test RECEIVER`` sends one clearly marked test notification to one
 receiver and prints the outcome, to check credentials and URLs.
@@ -24,6 +26,8 @@ import msgspec
 from detector import alerts
 from detector.alerts import AlertRecord, alert_id
 from detector.errors import RuleError
+from routing.deliver import add_arguments as add_deliver_arguments
+from routing.deliver import run_deliver
 from routing.load import load_routing
 from routing.policy import Policy
 from routing.receivers import build_receiver
@@ -33,11 +37,8 @@ from routing.redact import Redactor, install_filter
 DEFAULT_CONFIG = Path("rules/routing.yaml")
 
 
-# TODO: no command runs ``Dispatcher`` continuously over alerts.jsonl; a
-# ``routes deliver --alerts FILE --state DIR`` command built on
-# ``routing.delivery.build_dispatcher`` ends this.
 def add_commands(subparsers: Any) -> None:
-    """Register ``routes test`` and ``notify-test`` on the ``burnrate`` subparsers."""
+    """Register ``routes test``, ``routes deliver`` and ``notify-test`` on the subparsers."""
     routes = subparsers.add_parser("routes", help="inspect notification routing")
     routes_commands = routes.add_subparsers(dest="routes_command", metavar="COMMAND")
     routes_commands.required = True
@@ -61,6 +62,12 @@ def add_commands(subparsers: Any) -> None:
                       help="alert label; repeat for more")
     test.add_argument("--at", help="event time, RFC 3339 (default: now)")
     test.set_defaults(run=run_routes_test)
+
+    deliver = routes_commands.add_parser(
+        "deliver", help="send notifications for alert records until SIGTERM"
+    )
+    add_deliver_arguments(deliver)
+    deliver.set_defaults(run=run_deliver)
 
     notify = subparsers.add_parser(
         "notify-test", help="send a test notification to one receiver"
@@ -160,7 +167,7 @@ def _alert_from_args(args: argparse.Namespace) -> AlertRecord:
     if args.alert is not None:
         raw = sys.stdin.buffer.read() if str(args.alert) == "-" else args.alert.read_bytes()
         return alerts.decoder.decode(raw.strip())
-    at = datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else datetime.now(UTC)
+    at = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
     if at.tzinfo is None:
         raise ValueError(f"--at {args.at!r} has no zone: add Z or an offset")
     labels = {}

@@ -214,9 +214,7 @@ class TimeInterval(_Frozen):
             return False
         if self.days_of_month and not self._day_matches(local):
             return False
-        if self.times and not any(r.contains(local.time()) for r in self.times):
-            return False
-        return True
+        return not self.times or any(r.contains(local.time()) for r in self.times)
 
     def _day_matches(self, local: datetime) -> bool:
         next_month = local.replace(day=28) + (local.replace(day=28) - local.replace(day=24))
@@ -295,7 +293,7 @@ class Silence(_Frozen):
     @classmethod
     def _parse_time(cls, value: object) -> object:
         if isinstance(value, str):
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return datetime.fromisoformat(value)  # accepts "Z" since 3.11
         return value
 
     @model_validator(mode="after")

@@ -176,6 +176,21 @@ class Dispatcher:
             self.outbox.committed(), len(self._firing), ", ".join(self._workers),
         )
 
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set, then stop; raise what made reading the outbox fail."""
+        await self.start()
+        assert self._consumer is not None
+        consumer = self._consumer
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({consumer, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            failure = consumer.exception() if consumer.done() and not consumer.cancelled() else None
+            await self.stop()
+        if failure is not None:
+            raise failure
+
     async def stop(self) -> None:
         """Stop reading and sending, and close the receivers; unsent work stays in the outbox."""
         tasks: list[asyncio.Task[None]] = []
@@ -213,6 +228,8 @@ class Dispatcher:
             entries = await self.outbox.read(BATCH_RECORDS)
             if not entries:
                 self._empty_reads += 1
+                if self.outbox.read_waits:
+                    continue
                 deadline = self.clock.now() + timedelta(seconds=self.delivery.poll_interval_s)
                 await self.clock.sleep_until(deadline)
                 continue

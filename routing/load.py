@@ -20,11 +20,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from detector.errors import Problem, RuleError
-from detector.ruleload import (  # the YAML-with-positions helpers
-    _describe,
-    _Document,
-    _read_document,
-)
+from detector.ruleload import Document, describe_error, read_document
 from routing.config import (
     DeliverySettings,
     InhibitRule,
@@ -64,7 +60,7 @@ def check_routing(
     if not path.is_file():
         return None, [Problem(path, 0, 0, "", "routing file not found", "error")]
     problems: list[Problem] = []
-    document = _read_document(path, problems)
+    document = read_document(path, problems)
     if document is None or problems:
         return None, problems
     if not isinstance(document.data, dict) or "routing" not in document.data:
@@ -75,7 +71,8 @@ def check_routing(
     try:
         routing_file = RoutingFile.model_validate(document.data, context=context)
     except ValidationError as error:
-        return None, _sorted([_problem(document, d) for d in error.errors(include_url=False)])
+        details = error.errors(include_url=False)
+        return None, _sorted([validation_problem(document, d) for d in details])
     config = routing_file.routing
     references = [document.problem(p, m) for p, m in reference_problems(config)]
     if references:
@@ -93,7 +90,8 @@ def load_routing(
     return config
 
 
-def _problem(document: _Document, detail: ErrorDetails) -> Problem:
+def validation_problem(document: Document, detail: ErrorDetails) -> Problem:
+    """Place one pydantic error of a routing section on the key it concerns."""
     path = _strip_union_tags(tuple(detail["loc"]), document.data)
     if detail["type"] == "extra_forbidden":
         return document.problem(path, _unknown_field(path))
@@ -104,7 +102,7 @@ def _problem(document: _Document, detail: ErrorDetails) -> Problem:
             return document.problem(path, f"missing required field 'type': use one of {types}")
         tag = (detail.get("ctx") or {}).get("tag")
         return document.problem(path, f"invalid receiver type {tag!r}: use one of {types}")
-    return document.problem(path, _describe(detail))
+    return document.problem(path, describe_error(detail))
 
 
 def _strip_union_tags(loc: YamlPath, data: Any) -> YamlPath:

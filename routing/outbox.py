@@ -6,8 +6,9 @@ the records before it is delivered or handed to the fallback receiver, so after
 a restart reading resumes at the first record that may still owe a
 notification. ``FileOutbox`` reads the ``alerts.jsonl`` that ``burnrate
 backtest`` writes (one ``AlertRecord`` JSON per line) and keeps the committed
-byte offset in a small file next to it. A Kafka outbox over the ``alerts``
-topic implements the same protocol with the consumer group's committed offset.
+byte offset in a small file next to it. ``routing.kafka_outbox.KafkaOutbox``
+implements the same protocol over the alerts topic, with the consumer group's
+committed offsets.
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ class OutboxEntry:
 
 
 class Outbox(Protocol):
-    """A source of alert records with a durable committed offset."""
+    """A source of alert records with a durable committed offset.
+
+    ``read_waits`` is true when ``read`` itself waits a while for new records,
+    so delivery reads again at once after an empty read instead of sleeping
+    ``poll_interval_s``.
+    """
+
+    read_waits: bool
 
     def committed(self) -> int:
         """Return the committed offset, where reading starts after a restart."""
@@ -51,9 +59,6 @@ class Outbox(Protocol):
         ...
 
 
-# TODO: there is no Kafka outbox yet, so the service cannot deliver from the
-# "alerts" topic; a KafkaOutbox implementing ``Outbox`` with committed consumer
-# offsets ends this.
 class FileOutbox:
     """Records from a JSON Lines file, with the committed offset in ``offset_path``.
 
@@ -64,6 +69,8 @@ class FileOutbox:
     backtest does), reading starts again at the beginning; the delivery ledger
     keeps already delivered alerts from being sent again.
     """
+
+    read_waits = False
 
     def __init__(self, path: Path, offset_path: Path | None = None) -> None:
         self.path = path

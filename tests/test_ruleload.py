@@ -171,6 +171,42 @@ INVALID_CASES: dict[str, list[str]] = {
             "value 1: input should be a valid string, so put the value in quotes"
         ),
     ],
+    "unknown_receiver": [
+        (
+            "unknown_receiver/routing.yaml:10:9: error: routing.route.routes[0]."
+            "receiver: unknown receiver 'pagerduty-oncall': use one of slack-spend"
+        ),
+    ],
+    "invalid_receiver_type": [
+        (
+            "invalid_receiver_type/routing.yaml:4:7: error: routing.receivers[0].type: "
+            "invalid receiver type 'teams': use one of pagerduty, opsgenie, slack, "
+            "email, webhook"
+        ),
+    ],
+    "secret_in_file": [
+        (
+            "secret_in_file/routing.yaml:5:7: error: routing.receivers[0].webhook_url: "
+            "webhook_url is written in the file: move the secret out and write "
+            "${ENV:NAME}, set webhook_url_env: NAME or webhook_url_file: PATH"
+        ),
+    ],
+    "misplaced_period_field": [
+        (
+            "misplaced_period_field/budgets.yaml:2:5: error: budgets[0]: anchor_day "
+            "is set but period is weekly: anchor_day applies to monthly periods "
+            "only, so remove it or set period: monthly"
+        ),
+        (
+            "misplaced_period_field/budgets.yaml:6:5: error: budgets[1]: week_start "
+            "is set but period is monthly: week_start applies to weekly periods "
+            "only, so remove it or set period: weekly"
+        ),
+        (
+            "misplaced_period_field/budgets.yaml:10:5: error: budgets[2].anchor_day: "
+            "invalid value 32: input should be less than or equal to 31"
+        ),
+    ],
 }
 
 

@@ -67,20 +67,40 @@ class BurnrateService:
         self.alerts_topic = app.topic(settings.alerts_topic, **raw)
         self.dead_letter_topic = app.topic(settings.dead_letter_topic, **raw)
         self.budget_state_topic = app.topic(settings.budget_state_topic, **raw)
+        # Keys and values are bytes: Faust derives the serializer it uses when it
+        # restores the table from key_type and value_type, not from the schema,
+        # and would read the changelog as JSON otherwise.
         self.table = app.Table(
             "tenant-state",
             partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
             schema=faust.Schema(**raw),
             extra_topic_configs={"max.message.bytes": str(settings.snapshot_max_bytes)},
+            on_changelog_event=self._on_changelog_event,
         )
+        # The source partition of every tenant in the table. A partition's
+        # runner restores all of its tenants when it starts, so a tenant that
+        # sends nothing after a restart still has its alerts resolved on ticks.
+        self.tenant_partitions: dict[bytes, int] = {}
 
     def runner(self, partition: int) -> PartitionRunner:
+        """Return the partition's runner, creating it with every tenant restored."""
         runner = self.runners.get(partition)
         if runner is None:
             runner = self.runners[partition] = PartitionRunner(
                 partition, self.rules, self.settings, self._lookup
             )
+            keys = [key for key, p in self.tenant_partitions.items() if p == partition]
+            restored = runner.restore(key.decode() for key in keys)
+            if restored:
+                logger.info("partition %d: restored %d tenants", partition, restored)
         return runner
+
+    async def _on_changelog_event(self, event: EventT) -> None:
+        key = event.message.key
+        if key is not None:
+            self.tenant_partitions[bytes(key)] = event.message.partition
 
     async def handle_batch(self, batch: Sequence[EventT]) -> None:
         """Apply a batch of source records, then persist and publish its effects."""
@@ -102,6 +122,9 @@ class BurnrateService:
     async def tick(self) -> None:
         """Drive event time from the wall clock and start due forecast fits."""
         now = time.monotonic()
+        if not self.app.rebalancing:
+            for partition in self._positions():
+                self.runner(partition)
         for partition, runner in list(self.runners.items()):
             await self._publish_alerts(runner.tick(now))
             await self._persist(runner)
@@ -145,6 +168,7 @@ class BurnrateService:
         snapshots = runner.take_snapshots()
         for tenant, data in snapshots.items():
             key = tenant.encode()
+            self.tenant_partitions[key] = runner.partition
             self.table.send_changelog(runner.partition, key, data)
             self.table.data[key] = data
             view = budget_state(runner.engine.tenants[tenant], self.rules, runner.engine)

@@ -10,7 +10,7 @@ records, rejected inputs and the snapshots of tenants that changed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -71,6 +71,22 @@ class PartitionRunner:
         self._anchor_event_s = 0
         self._anchor_wall_s = time.monotonic()
         self._ticked_to_s: int | None = None
+
+    def restore(self, tenants: Iterable[str]) -> int:
+        """Load the snapshots of ``tenants`` and return how many were loaded.
+
+        The engine's watermark starts at the latest tick any of them evaluated,
+        so ticks go on from where the previous owner stopped rather than
+        waiting for the partition's next event.
+        """
+        count = 0
+        for tenant in tenants:
+            if tenant not in self.engine.tenants and self._tenant(tenant) is not None:
+                count += 1
+        evaluated = [state.evaluated_s for state in self.engine.tenants.values()]
+        if evaluated and max(evaluated) > 0 and self.engine.watermark_s is None:
+            self.engine.watermark_s = max(evaluated)
+        return count
 
     def handle(self, value: bytes, offset: int, wall_s: float) -> Output:
         """Apply one source record (one event or a batch) at ``offset``."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -47,3 +48,17 @@ class ServiceSettings(BaseSettings):
     # Kafka's default record limit is 1 MiB; a busy tenant's snapshot with its
     # recent request ids can be larger.
     snapshot_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024)
+    # Bearer token of the budget API (GET /v1/budget/{tenant}). Without it the
+    # API answers 503 to every request.
+    api_token: SecretStr | None = None
+    # JSON lines file of every change of a tenant's gateway decision; empty
+    # means budget-decisions.jsonl in data_dir.
+    audit_log: Path | None = None
+    # "text" for people, "json" for one JSON object per line.
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Identical log messages beyond this count per minute are dropped and counted.
+    log_repeats_per_min: int = Field(default=10, ge=1)
+    # Upper limit of distinct values per metric label; the catalogue may set a
+    # lower one. Values beyond it are exported as "other".
+    metrics_max_label_values: int = Field(default=200, ge=1)

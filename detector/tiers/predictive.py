@@ -71,8 +71,10 @@ def plan(
     yesterday = today - timedelta(days=1)
     if yesterday < first:
         return None
-    total = state.period_total(budget.id, budget.period, now)
-    period_last = last_day(total.start.astimezone(state.timezone).date(), budget.period)
+    total = state.period_total(budget.id, budget.period_spec, now)
+    period_last = last_day(
+        total.start.astimezone(state.timezone).date(), budget.period_spec
+    )
     days = _daily(state, max(first, yesterday - timedelta(days=rule.history_days - 1)), yesterday)
     if _run_rate_projection(days, total, yesterday, period_last) < budget.limit_usd * SCREEN_SHARE:
         return None

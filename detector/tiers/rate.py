@@ -1,50 +1,180 @@
-"""Rate-of-change tier: a windowed total against the same window in earlier weeks.
+"""Rate-of-change tier: a windowed total against the same window in earlier periods.
 
-The baseline for the window ``[t - W, t)`` is the median of the same interval
-one, two, ... ``baseline_weeks`` weeks earlier, read from hourly buckets. Lining
-up whole weeks makes the baseline respect both the time of day and the day of
-week, so a quiet Sunday is compared with earlier Sundays and never looks like a
-drop from Friday. An alert needs the ratio and the absolute increase together:
-the ratio alone would fire on cents, the increase alone on every busy hour.
+Baseline. For the window ``[t - W, t)`` the baseline is the median of the same
+interval one, two, ... ``baseline_weeks`` periods earlier (``baseline_period``,
+one week by default), read from hourly buckets. Lining up whole weeks makes the
+baseline respect both the time of day and the day of week, so a quiet Sunday is
+compared with earlier Sundays and never looks like a drop from Friday.
 
-Warm-up: a series whose first hourly bucket is younger than one week plus the
-window has no baseline yet and is not evaluated by this tier; the absolute tier
-still covers it.
+Outliers in the baseline's own history. A median over three or more periods
+ignores one past spike. With one or two periods a single spike would be the
+baseline (or half of it) and would hide the next spike at the same hour, so each
+earlier window is first capped at a robust level of its own day: the 90th
+percentile of the hourly totals in the 24 hours around it, scaled to the window
+length (the 10th percentile, as a lower bound, for ``direction: down``). A spike
+that lasts up to two hours is above that percentile and is cut off, while a
+daily peak that lasts three hours or more is not. The cap applies to windows of
+up to ``WARMUP_MAX_WINDOW_S`` (6 hours): hourly totals say nothing about whether
+a longer window was unusual.
+
+Condition. ``direction: up`` fires when the current total is at least
+``min_ratio`` times the baseline and at least ``min_increase`` above it; ``down``
+fires when the total is at most the baseline divided by ``min_ratio`` and at
+least ``min_increase`` below it. The ratio alone would fire on cents, the
+difference alone on every busy hour. The alert must hold for ``for`` before it
+fires, and a firing alert resolves only when the ratio falls back past
+``clear_ratio`` (default ``min_ratio``), so a value hovering at the threshold
+does not flap.
+
+Warm-up. A series with less than one baseline period of history (plus the window)
+has no earlier window to compare with. Once it has a full day before the window,
+it is compared with its trailing day instead: the baseline is the mean hourly
+total of the 24 hours before the window without its two largest hours (so one
+past spike of up to two hours does not count), scaled to the window length. The
+ratio needed is ``warmup_min_ratio`` (default twice ``min_ratio``), because that
+baseline ignores the time of day and the day of week. A series younger than one
+day plus the window, and a rule whose window is longer than ``WARMUP_MAX_WINDOW_S``
+(6 hours: a longer window against the trailing day mostly measures the day of
+week), are not evaluated in warm-up; the absolute tier still covers them.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from detector.alerts import UNIT_OF_SIGNAL, AlertRecord, Status, format_amount
 from detector.config import RateOfChangeRule
-from detector.lifecycle import AlertState
+from detector.lifecycle import AlertState, RecordBuilder
 from detector.state import SeriesId, TenantState
 from detector.tiers.common import make_key, series_labels
-from detector.windows import BucketSeries
+from detector.windows import COARSE_BUCKET_S, BucketSeries
 
 WEEK_S = 7 * 86400
+DAY_S = 86400
+# With this many earlier periods or more, the median alone ignores one outlier.
+ROBUST_MEDIAN_PERIODS = 3
+CAP_QUANTILE_UP = 0.9
+CAP_QUANTILE_DOWN = 0.1
+WARMUP_MAX_WINDOW_S = 6 * 3600
+WARMUP_TRIMMED_HOURS = 2
 _PREFIX = "rate"
+_HOURS_PER_DAY = 24
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """The reference value of one evaluation and how it was obtained."""
+
+    value: Decimal
+    # Earlier periods the median used; 0 means the warm-up trailing-day level.
+    periods: int
+
+    @property
+    def warmup(self) -> bool:
+        return self.periods == 0
 
 
 def baseline(
     series: BucketSeries, signal: str, end_s: int, window_s: int, weeks: int
 ) -> Decimal | None:
     """Return the median of the same window in earlier weeks, or None in warm-up."""
+    found = _periodic_baseline(series, signal, end_s, window_s, weeks, WEEK_S, "up")
+    return found.value if found is not None else None
+
+
+def reference(
+    series: BucketSeries, rule: RateOfChangeRule, end_s: int
+) -> Baseline | None:
+    """Return the baseline of the window ending at ``end_s``, warm-up included."""
+    found = _periodic_baseline(
+        series,
+        rule.signal,
+        end_s,
+        rule.window_s,
+        rule.baseline_weeks,
+        rule.baseline_period_s,
+        rule.direction,
+    )
+    if found is not None:
+        return found
+    return _warmup_baseline(series, rule.signal, end_s, rule.window_s)
+
+
+def _periodic_baseline(
+    series: BucketSeries,
+    signal: str,
+    end_s: int,
+    window_s: int,
+    count: int,
+    period_s: int,
+    direction: str,
+) -> Baseline | None:
     if not series.coarse:
         return None
     first_s = next(iter(series.coarse))
-    past = [
-        series.coarse_total(signal, end_s - window_s - k * WEEK_S, end_s - k * WEEK_S)
-        for k in range(1, weeks + 1)
-        if end_s - window_s - k * WEEK_S >= first_s
+    starts = [
+        end_s - window_s - k * period_s
+        for k in range(1, count + 1)
+        if end_s - window_s - k * period_s >= first_s
     ]
-    if not past:
+    if not starts:
         return None
-    return statistics.median(past)
+    past = [series.coarse_total(signal, start, start + window_s) for start in starts]
+    if len(past) < ROBUST_MEDIAN_PERIODS and window_s <= WARMUP_MAX_WINDOW_S:
+        past = [
+            _capped(series, signal, start, window_s, value, direction)
+            for start, value in zip(starts, past, strict=True)
+        ]
+    return Baseline(statistics.median(past), len(past))
+
+
+def _capped(
+    series: BucketSeries,
+    signal: str,
+    start_s: int,
+    window_s: int,
+    value: Decimal,
+    direction: str,
+) -> Decimal:
+    """Bound one earlier window by a percentile of the hourly totals around it."""
+    middle_s = start_s + window_s // 2
+    first_hour_s = middle_s - middle_s % COARSE_BUCKET_S - 12 * COARSE_BUCKET_S
+    hourly = sorted(
+        _hour_total(series, signal, first_hour_s + hour * COARSE_BUCKET_S)
+        for hour in range(_HOURS_PER_DAY)
+    )
+    if direction == "up":
+        level = hourly[int(CAP_QUANTILE_UP * (_HOURS_PER_DAY - 1))]
+        return min(value, level * window_s / COARSE_BUCKET_S)
+    level = hourly[int(CAP_QUANTILE_DOWN * (_HOURS_PER_DAY - 1))]
+    return max(value, level * window_s / COARSE_BUCKET_S)
+
+
+def _warmup_baseline(
+    series: BucketSeries, signal: str, end_s: int, window_s: int
+) -> Baseline | None:
+    if not series.coarse or window_s > WARMUP_MAX_WINDOW_S:
+        return None
+    start_s = end_s - window_s
+    if next(iter(series.coarse)) > start_s - DAY_S:
+        return None
+    last_hour_s = start_s - start_s % COARSE_BUCKET_S
+    hourly = sorted(
+        _hour_total(series, signal, last_hour_s - hour * COARSE_BUCKET_S)
+        for hour in range(1, _HOURS_PER_DAY + 1)
+    )
+    kept = hourly[: _HOURS_PER_DAY - WARMUP_TRIMMED_HOURS]
+    level = sum(kept, Decimal(0)) / len(kept)
+    return Baseline(level * window_s / COARSE_BUCKET_S, 0)
+
+
+def _hour_total(series: BucketSeries, signal: str, hour_s: int) -> Decimal:
+    totals = series.coarse.get(hour_s)
+    return totals.value(signal) if totals is not None else Decimal(0)
 
 
 def evaluate(
@@ -52,13 +182,16 @@ def evaluate(
 ) -> Iterator[AlertRecord]:
     """Evaluate one rule for every series of the tenant that it covers."""
     now_s = int(now.timestamp())
+    # A rise needs recent requests. A fall is checked for a day after the last
+    # request, so a source that stops is caught within that day.
+    idle_limit_s = rule.window_s if rule.direction == "up" else rule.window_s + DAY_S
     for series_id, series in state.series.items():
         if series_id[0] != rule.series:
             continue
         key = make_key(_PREFIX, rule.id, *series_id[1])
         last_s = series.last_activity_s()
         if key not in state.alerts.alerts and (
-            last_s is None or last_s < now_s - rule.window_s
+            last_s is None or last_s < now_s - idle_limit_s
         ):
             continue
         record = _evaluate_series(state, rule, series_id, series, key, now)
@@ -76,12 +209,19 @@ def _evaluate_series(
 ) -> AlertRecord | None:
     now_s = int(now.timestamp())
     current = series.window_total(rule.signal, now_s, rule.window_s)
-    past = baseline(series, rule.signal, now_s, rule.window_s, rule.baseline_weeks)
+    tracked = key in state.alerts.alerts
+    if not tracked and rule.direction == "up" and current < rule.min_increase:
+        return None  # cannot rise by min_increase: skips the baseline lookups
+    past = reference(series, rule, now_s)
     if past is None:
         return None
-    active = (
-        current >= past * rule.min_ratio and current - past >= rule.min_increase
-    )
+    if state.alerts.is_firing(key):
+        active = _beyond(current, past.value, rule.clear_level, rule.direction)
+    else:
+        ratio = rule.warmup_ratio if past.warmup else rule.min_ratio
+        active = _beyond(current, past.value, ratio, rule.direction) and (
+            abs(current - past.value) >= rule.min_increase
+        )
     build = _builder(state, rule, series_id, current, past)
     return state.alerts.update(
         key,
@@ -94,38 +234,67 @@ def _evaluate_series(
     )
 
 
+def _beyond(current: Decimal, past: Decimal, ratio: Decimal, direction: str) -> bool:
+    """Return whether ``current`` is ``ratio`` times above (or below) ``past``."""
+    if direction == "up":
+        return current >= past * ratio
+    return current * ratio <= past
+
+
+def _describe_period(rule: RateOfChangeRule, past: Baseline) -> str:
+    if past.warmup:
+        return "trimmed mean hour of the trailing day, warm-up"
+    names = {WEEK_S: "week", DAY_S: "day", 3600: "hour"}
+    name = names.get(rule.baseline_period_s, f"{rule.baseline_period_s} s period")
+    if past.periods == 1:
+        return f"same window, previous {name}"
+    return f"same window, median of the previous {past.periods} {name}s"
+
+
 def _builder(
     state: TenantState,
     rule: RateOfChangeRule,
     series_id: SeriesId,
     current: Decimal,
-    past: Decimal,
-):  # type: ignore[no-untyped-def]
+    past: Baseline,
+) -> RecordBuilder:
     unit = UNIT_OF_SIGNAL[rule.signal]
     labels = series_labels(series_id)
     where = " ".join(f"{name}={label}" for name, label in labels.items())
-    if past > 0:
-        against = f"{current / past:.1f}x the baseline {format_amount(past, unit)}"
+    value = past.value
+    if value > 0:
+        against = f"{current / value:.1f}x the baseline {format_amount(value, unit)}"
     else:
-        against = f"against a baseline of {format_amount(past, unit)}"
-    details = {"min_ratio": str(rule.min_ratio), "weeks": str(rule.baseline_weeks)}
+        against = f"against a baseline of {format_amount(value, unit)}"
+    ratio = rule.warmup_ratio if past.warmup else rule.min_ratio
+    details = {
+        "min_ratio": str(ratio),
+        "clear_ratio": str(rule.clear_level),
+        "direction": rule.direction,
+        "weeks": str(rule.baseline_weeks),
+        "baseline_periods": str(past.periods),
+        "warmup": str(past.warmup).lower(),
+    }
     if rule.summary:
         details["description"] = rule.summary
+    if rule.direction == "up":
+        threshold = max(value * ratio, value + rule.min_increase)
+        moved = f"{format_amount(current - value, unit)} above it"
+    else:
+        threshold = min(value / ratio, value - rule.min_increase)
+        moved = f"{format_amount(value - current, unit)} below it"
+    window = f"{rule.signal} in the last {rule.window_s // 60} min"
 
     def build(alert: AlertState, status: Status, now: datetime) -> AlertRecord:
-        weeks = "week" if rule.baseline_weeks == 1 else f"{rule.baseline_weeks} weeks"
         if status == "firing":
             summary = (
-                f"{rule.signal} in the last {rule.window_s // 60} min is "
-                f"{format_amount(current, unit)}, {against} "
-                f"(same window, previous {weeks}) "
-                f"and {format_amount(current - past, unit)} above it, for {where}"
+                f"{window} is {format_amount(current, unit)}, {against} "
+                f"({_describe_period(rule, past)}) and {moved}, for {where}"
             )
         else:
             summary = (
-                f"{rule.signal} in the last {rule.window_s // 60} min is back to "
-                f"{format_amount(current, unit)} against a baseline of "
-                f"{format_amount(past, unit)}, for {where}"
+                f"{window} is back to {format_amount(current, unit)} against a "
+                f"baseline of {format_amount(value, unit)}, for {where}"
             )
         return AlertRecord(
             alert_id=alert.alert_id,
@@ -137,8 +306,8 @@ def _builder(
             signal=rule.signal,
             unit=unit,
             observed=current,
-            baseline=past,
-            threshold=max(past * rule.min_ratio, past + rule.min_increase),
+            baseline=value,
+            threshold=threshold,
             event_time=now,
             started_at=alert.started_at,
             summary=summary,

@@ -27,9 +27,14 @@ def window_end_s(instant_s: int) -> int:
 
 
 def check_on_event(
-    state: TenantState, rule: ThresholdRule, series: SeriesId, instant: datetime
+    state: TenantState,
+    rule: ThresholdRule,
+    series: SeriesId,
+    instant: datetime,
+    instant_s: int,
 ) -> AlertRecord | None:
-    end_s = window_end_s(int(instant.timestamp()))
+    """Fire the rule if the window that ``instant`` just joined crosses it."""
+    end_s = window_end_s(instant_s)
     value = state.series_for(series).window_total(rule.signal, end_s, rule.window_s)
     if not compare(value, rule.threshold, rule.comparison):
         return None
