@@ -13,13 +13,14 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[service,test]"
+	$(BIN)/pip install --quiet -e ".[service,routing,reconcile,test,dev]"
 	touch $(STAMP)
 
 demo: setup
 	$(BIN)/burnrate demo
 
 test: setup
+	sh .ci/install-debian-packages.sh
 	$(BIN)/pytest
 
 bench: setup

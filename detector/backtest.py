@@ -25,6 +25,7 @@ from detector.alerts import AlertRecord
 from detector.config import RuleSet
 from detector.decode import Rejection, decode_record
 from detector.engine import Engine, EngineSettings
+from detector.events import Event
 from detector.pricing import Pricer
 
 
@@ -75,8 +76,13 @@ def replay(
     on_alert: AlertSink | None = None,
     rejects_out: BinaryIO | None = None,
     on_progress: Callable[[int], None] | None = None,
+    observer: Callable[[Engine, Event], None] | None = None,
 ) -> BacktestResult:
-    """Replay event files in order through a fresh engine and collect the alerts."""
+    """Replay event files in order through a fresh engine and collect the alerts.
+
+    ``observer``, when given, is called with the engine after each event is
+    applied, so a report can sample the engine's state as the replay goes.
+    """
     engine = Engine(rules, Pricer(rules.prices), settings)
     result = BacktestResult(records=[], engine=engine)
     rejects = _RejectWriter(rejects_out)
@@ -97,6 +103,8 @@ def replay(
                 rejects.write(str(source), line_number, rejection)
             for event in events:
                 emit(engine.process(event))
+                if observer is not None:
+                    observer(engine, event)
 
     if engine.watermark_s is not None:
         emit(engine.advance_to_s(engine.watermark_s + engine.settings.tick_s))

@@ -26,9 +26,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from detector import ruletest
+from detector import report, ruletest
 from detector.alerts import AlertRecord, format_console
 from detector.backtest import BacktestResult, replay, write_alert_line
+from detector.config import RuleSet
 from detector.errors import RuleError
 from detector.ruleload import load_rules, run_check
 
@@ -75,8 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     backtest = commands.add_parser(
         "backtest", help="replay event files through the rules"
     )
-    backtest.add_argument("events", type=Path, nargs="+", help="JSON Lines files (.gz ok)")
+    backtest.add_argument(
+        "events", type=Path, nargs="+",
+        help="JSON Lines files (.gz ok), or CSV files of timestamp,value series",
+    )
+    backtest.add_argument(
+        "--series-step", type=int, default=None, metavar="SECONDS",
+        help="CSV series only: place row i at the first timestamp + i * SECONDS",
+    )
     _add_replay_options(backtest, required_rules=True)
+    report.add_report_options(backtest)
     backtest.set_defaults(run=_backtest)
 
     serve = commands.add_parser(
@@ -102,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the commands whose packages come with an optional extra."""
+    from detector.evaluation.cli import add_commands as add_evaluate
+
+    add_evaluate(commands)
     for module, extra in (
         ("detector.reconcile.cli", "reconcile"),
         ("routing.cli", "routing"),
@@ -146,16 +158,22 @@ def _check(args: argparse.Namespace) -> int:
 
 def _backtest(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
+    if args.compare is not None and args.report is None:
+        console.print("[red]error:[/] --compare needs --report DIR for its output")
+        return 2
     for path in args.events:
         if not path.is_file():
             console.print(f"[red]error:[/] events file {path} not found")
             return 2
+    if all(path.suffix == ".csv" for path in args.events):
+        from detector.seriescli import run_series
+
+        return run_series(console, args)
     return _run_replay(console, args.rules, list(args.events), args)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import logging
-
+    from detector.service.logs import configure_logging
     from detector.service.run import serve
     from detector.service.settings import ServiceSettings
 
@@ -166,8 +184,9 @@ def _serve(args: argparse.Namespace) -> int:
     except RuleError as error:
         print(str(error), file=sys.stderr)
         return 1
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    secret = settings.api_token.get_secret_value() if settings.api_token else ""
+    configure_logging(
+        settings.log_format, settings.log_level, [secret], settings.log_repeats_per_min
     )
     serve(settings, rules)
     return 0
@@ -189,6 +208,7 @@ def _demo(args: argparse.Namespace) -> int:
     count = servegen.write_demo_events(events_path, days=args.days)
     console.print(f"{count:,} events written.")
     rules = args.rules or servegen.DEMO_RULES
+    args.report = args.out  # the demo always writes its report.html there
     return _run_replay(console, rules, [events_path], args)
 
 
@@ -218,12 +238,15 @@ def _run_replay(
                     format_console(record), markup=False, soft_wrap=True
                 )
 
+        report_dir = getattr(args, "report", None)
+        collector = report.ReportCollector() if report_dir else None
         result = replay(
             rules,
             sources,
             on_alert=on_alert,
             rejects_out=rejects_out,
             on_progress=lambda size: progress.advance(task, size),
+            observer=collector.observe if collector else None,
         )
 
     console.print(_summary(result))
@@ -231,6 +254,36 @@ def _run_replay(
         f"Alerts: {args.out / 'alerts.jsonl'}   "
         f"Rejected lines: {args.out / 'rejected.jsonl'}"
     )
+    if collector is not None:
+        return _write_report(console, collector, result, rules, rules_path, sources, args)
+    return 0
+
+
+def _write_report(
+    console: Console,
+    collector: report.ReportCollector,
+    result: BacktestResult,
+    rules: RuleSet,
+    rules_path: Path,
+    sources: list[Path],
+    args: argparse.Namespace,
+) -> int:
+    try:
+        path = report.build_report(
+            args.report,
+            collector,
+            result,
+            rules,
+            rules_path,
+            sources,
+            compare_with=getattr(args, "compare", None),
+            top_n=getattr(args, "top", report.DEFAULT_TOP_N),
+            out=console.file,
+        )
+    except RuleError as error:
+        console.print(f"error: compared rules are invalid\n{error}", markup=False)
+        return 1
+    console.print(f"Report: {path}")
     return 0
 
 

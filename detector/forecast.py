@@ -43,7 +43,12 @@ path is clipped at 0 and summed like the mean, and the edges are quantiles of th
 sums. The paths hold the fitted parameters and the final state fixed, so the
 interval leaves out their estimation error and is narrower than the true one. On
 synthetic months with a noisy weekly pattern and 8 weeks of history, the nominal
-80 % interval contained the true total in 40 of 60 months. The run-rate
+80 % interval contained the true total in 40 of 60 months. The simulated edges are
+therefore moved away from the mean by ``INTERVAL_SCALE`` (1.5). On the UCI
+bike-sharing daily counts (``detector.evaluation.monthend``), the 2011 months need a
+factor of 2.0 for 80 % coverage; at 1.5 the 80 % intervals of the 2012 month-end
+forecasts contained 20 of 24 actual totals (0.83), against 16 of 24 unscaled. The
+run-rate
 interval is the Student-t prediction interval of a sum of ``h`` future days drawn
 from the recent days' mean and standard deviation, ``t * s * sqrt(h + h**2 / k)``
 with ``k`` recent days.
@@ -91,6 +96,9 @@ MIN_TREND_DAYS = 5
 MAX_HISTORY_DAYS = 112
 SIMULATION_PATHS = 1000
 SIMULATION_SEED = 0
+# Simulated interval edges are moved away from the mean by this factor, because the
+# paths leave out parameter and state estimation error (see the module docstring).
+INTERVAL_SCALE = 1.5
 ABSURD_RUN_RATE_FACTOR = 10
 USD_QUANTUM_DECIMALS = 6
 
@@ -228,6 +236,7 @@ def forecast_period_end(
     seasonal: SeasonalForm = "additive",
     interval_pct: int = 80,
     season_days: int = 7,
+    interval_scale: float = INTERVAL_SCALE,
 ) -> MonthEndForecast:
     """Forecast the total spend of the period ending on ``period_end`` (inclusive).
 
@@ -269,6 +278,7 @@ def forecast_period_end(
             season_days,
             run_rate_rest_usd,
             reasons,
+            interval_scale,
         )
         if forecast is not None:
             return forecast
@@ -396,6 +406,7 @@ def _try_model(
     season_days: int,
     run_rate_rest_usd: float,
     reasons: list[str],
+    interval_scale: float = INTERVAL_SCALE,
 ) -> MonthEndForecast | None:
     """Fit one model and return its checked forecast, or record why and return None."""
     ets_seasonal = _ETS_SEASONAL[form] if form is not None else None
@@ -417,7 +428,15 @@ def _try_model(
         return None
 
     return _forecast_from_run(
-        run, method, form, days, spent_to_date_usd, today_usd, interval_pct, reasons
+        run,
+        method,
+        form,
+        days,
+        spent_to_date_usd,
+        today_usd,
+        interval_pct,
+        reasons,
+        interval_scale,
     )
 
 
@@ -453,15 +472,19 @@ def _forecast_from_run(
     today_usd: Decimal,
     interval_pct: int,
     reasons: list[str],
+    interval_scale: float = INTERVAL_SCALE,
 ) -> MonthEndForecast:
     """Clip a checked model run at 0 and turn it into the month-end forecast."""
     mean_usd = _remaining_spend(run.mean_usd, today_usd)
     rest_paths_usd = _remaining_spend(run.paths_usd, today_usd).sum(axis=0)
-    # TODO: the quantiles ignore the estimation error of the parameters and states,
-    # so coverage falls short of interval_pct. Widening them by a factor calibrated
-    # on a hold-out backtest of the same history would end this.
+    # TODO: INTERVAL_SCALE is one factor for every tenant and horizon, measured on
+    # two data sets. A factor fitted per tenant on its own held-out months would
+    # end the gap between them (1.3 for the synthetic months, 2.0 for 2011 bikes).
     tail = (1 - interval_pct / 100) / 2
     lower_rest_usd, upper_rest_usd = np.quantile(rest_paths_usd, [tail, 1 - tail])
+    rest_usd = float(mean_usd.sum())
+    lower_rest_usd = rest_usd - interval_scale * (rest_usd - lower_rest_usd)
+    upper_rest_usd = rest_usd + interval_scale * (upper_rest_usd - rest_usd)
 
     return _assemble(
         mean_usd,

@@ -45,8 +45,15 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
-from pydantic import ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from detector.alerts import AlertRecord
 from detector.config import RuleSet, parse_duration_s
@@ -152,10 +159,12 @@ class Expectation(_Strict):
 class RuleTest(_Strict):
     name: str
     series: dict[str, SeriesSpec]
-    expect: tuple[Expectation, ...] = Field(min_length=1)
+    expect: tuple[Expectation, ...]
 
     @model_validator(mode="after")
     def _times_increase(self) -> RuleTest:
+        if not self.expect:
+            raise ValueError("expect is empty: list at least one evaluation time")
         times = [expectation.at for expectation in self.expect]
         if times != sorted(times):
             raise ValueError("expect: list the evaluation times in increasing order")
@@ -166,7 +175,13 @@ class RuleTestFile(_Strict):
     """A file of rule tests and the rules folder they test."""
 
     rules: str = ".."
-    tests: tuple[RuleTest, ...] = Field(min_length=1)
+    tests: tuple[RuleTest, ...]
+
+    @model_validator(mode="after")
+    def _has_tests(self) -> RuleTestFile:
+        if not self.tests:
+            raise ValueError("tests is empty: add at least one test")
+        return self
 
 
 # ---------------------------------------------------------------------------
@@ -199,7 +214,9 @@ def expand_values(text: str) -> list[Decimal | None]:
         for index in range(count):
             value = start + step * index
             if value < 0:
-                raise ValueError(f"value term {term!r} goes below 0 at step {index + 1}")
+                raise ValueError(
+                    f"value term {term!r} goes below 0 at step {index + 1}"
+                )
             steps.append(value)
     return steps
 
@@ -212,7 +229,9 @@ def series_events(tenant: str, spec: SeriesSpec) -> list[Event]:
             if value is None:
                 continue
             instant = spec.start + timedelta(seconds=index * spec.every_s)
-            events.append(_event(tenant, f"{tenant}-step-{index}", instant, value, spec))
+            events.append(
+                _event(tenant, f"{tenant}-step-{index}", instant, value, spec)
+            )
     for index, written in enumerate(spec.events):
         request_id = written.request_id or f"{tenant}-event-{index}"
         events.append(_event(tenant, request_id, written.at, written.cost_usd, written))

@@ -2,7 +2,7 @@
 
 Delivery runs as its own process next to ``burnrate serve``, not inside it.
 The service's offsets must not wait for a receiver's outage or rate limit, a
-restart of either process must not stop the other, and only delivery holds
+restart of either process must not stop the other, and only delivery needs
 receiver secrets. The two meet at the alerts topic: the service writes alert
 records to it and delivery reads it in its own consumer group
 (``--from-kafka``, the default). ``--alerts-file`` reads an ``alerts.jsonl``
@@ -41,21 +41,26 @@ ROUTING_FILE = "routing.yaml"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``routes deliver`` to ``parser``."""
     parser.add_argument(
-        "--rules", type=Path,
+        "--rules",
+        type=Path,
         help=f"rules folder with {ROUTING_FILE}, or the routing file itself "
         "(default: BURNRATE_RULES or ./rules)",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
-        "--from-kafka", action="store_true",
-        help="read alert records from the alerts topic, BURNRATE_ALERTS_TOPIC (default)",
+        "--from-kafka",
+        action="store_true",
+        help="read alert records from BURNRATE_ALERTS_TOPIC (the default)",
     )
     source.add_argument(
-        "--alerts-file", type=Path, metavar="FILE",
+        "--alerts-file",
+        type=Path,
+        metavar="FILE",
         help="read alert records from a JSON Lines file and follow it as it grows",
     )
     parser.add_argument(
-        "--state-dir", type=Path,
+        "--state-dir",
+        type=Path,
         help="folder for ledger.sqlite and audit.jsonl "
         "(default: BURNRATE_ROUTING_STATE_DIR or ./burnrate-routing)",
     )
@@ -89,7 +94,9 @@ def routing_file(path: Path) -> Path:
 
 
 async def _deliver(
-    config: RoutingConfig, settings: DeliverSettings, state_dir: Path,
+    config: RoutingConfig,
+    settings: DeliverSettings,
+    state_dir: Path,
     alerts_file: Path | None,
 ) -> int:
     stop = asyncio.Event()
@@ -103,7 +110,10 @@ async def _deliver(
 
 
 async def _deliver_from_kafka(
-    config: RoutingConfig, settings: DeliverSettings, state_dir: Path, stop: asyncio.Event
+    config: RoutingConfig,
+    settings: DeliverSettings,
+    state_dir: Path,
+    stop: asyncio.Event,
 ) -> int:
     # Imported here so that --alerts-file works without the Kafka client.
     from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
@@ -120,7 +130,11 @@ async def _deliver_from_kafka(
     try:
         await outbox.start()
     except KafkaError as error:
-        logger.error("cannot connect to Kafka at %s: %s", settings.kafka_bootstrap, error)
+        logger.error(
+            "connection to Kafka at %s failed: %s (check BURNRATE_KAFKA_BOOTSTRAP)",
+            settings.kafka_bootstrap,
+            error,
+        )
         return 1
     try:
         return await _run(config, outbox, state_dir, stop)
@@ -131,7 +145,9 @@ async def _deliver_from_kafka(
         await outbox.stop()
 
 
-async def _run(config: RoutingConfig, outbox: Outbox, state_dir: Path, stop: asyncio.Event) -> int:
+async def _run(
+    config: RoutingConfig, outbox: Outbox, state_dir: Path, stop: asyncio.Event
+) -> int:
     dispatcher = build_dispatcher(config, outbox, state_dir, SystemClock())
     logger.info("ledger and audit log in %s", state_dir)
     await dispatcher.run(stop)

@@ -5,13 +5,12 @@ topic, keyed by tenant. ``KafkaOutbox`` reads that topic with aiokafka in a
 consumer group and commits offsets by hand: automatic commits would move the
 group past records whose notifications are still queued or being retried.
 
-The ``Outbox`` protocol has one offset, while a topic has one per partition.
-The outbox therefore numbers the records it hands out (1, 2, 3, ... in read
-order) and remembers each record's partition and Kafka offset. Delivery
-commits number ``n`` only when every record up to ``n`` is done, so the
-outbox can commit, for every partition, the offset just past the last of
-those records. After a restart the group resumes at those offsets, and the
-delivery ledger skips records read again whose notifications were sent.
+Each partition is a lane of the ``Outbox`` protocol, and an entry's offset is
+the Kafka offset just past its record. Delivery commits, per partition, only
+the offset past the longest run of records whose notifications are all done,
+so a record still being retried holds back its own partition only. After a
+restart the group resumes at those offsets, and the delivery ledger skips
+records read again whose notifications were sent.
 
 One delivery process per consumer group is the design. A second member would
 take over some partitions, and with them some tenants, so inhibitions and
@@ -23,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
@@ -45,17 +42,8 @@ logger = logging.getLogger(__name__)
 OffsetReset = Literal["earliest", "latest"]
 
 
-@dataclass(frozen=True)
-class _Handed:
-    """A record handed to delivery: its number and the Kafka offset just past it."""
-
-    sequence: int
-    partition: TopicPartition
-    next_offset: int
-
-
 class KafkaOutbox:
-    """Alert records from a Kafka topic, read in a consumer group; see the module docstring.
+    """Alert records from a Kafka topic, read in a consumer group (see the module).
 
     ``read`` waits up to ``wait_s`` for records, so delivery does not sleep
     again after an empty read (``read_waits`` is true). ``offset_reset`` is
@@ -86,9 +74,6 @@ class KafkaOutbox:
             auto_offset_reset=offset_reset,
             isolation_level="read_committed",
         )
-        self._sequence = 0
-        self._committed = 0
-        self._handed: deque[_Handed] = deque()
         # Offsets that delivery has finished with, and those Kafka has stored.
         self._done: dict[TopicPartition, int] = {}
         self._stored: dict[TopicPartition, int] = {}
@@ -100,24 +85,33 @@ class KafkaOutbox:
         """Connect and subscribe; the group is joined on the first ``read``."""
         await self._consumer.start()
         self._consumer.subscribe([self.topic], listener=_Listener(self))
-        logger.info("reading alerts topic %s in consumer group %s", self.topic, self.group_id)
+        logger.info(
+            "reading alerts topic %s in consumer group %s", self.topic, self.group_id
+        )
 
     async def stop(self, *, commit: bool = True) -> None:
-        """Commit what delivery finished (unless ``commit`` is false) and leave the group."""
+        """Commit finished offsets (unless ``commit`` is false) and leave the group."""
         try:
             if commit:
                 await self._flush_commits()
         finally:
             await self._consumer.stop()
-        logger.info("left consumer group %s; committed %s", self.group_id,
-                    _describe(self._stored))
+        logger.info(
+            "left consumer group %s; committed %s",
+            self.group_id,
+            _describe(self._stored),
+        )
+
+    def assignment(self) -> set[TopicPartition]:
+        """Return the partitions assigned to this process (none before joining)."""
+        return set(self._consumer.assignment())
 
     def committed(self) -> int:
-        """Return the number of the last record committed by this process (0 at start).
+        """Return the sum of the offsets this process committed, for logs.
 
         The durable position is the group's committed offset per partition.
         """
-        return self._committed
+        return sum(self._stored.values())
 
     async def read(self, max_records: int) -> list[OutboxEntry]:
         batches = await self._consumer.getmany(
@@ -129,27 +123,27 @@ class KafkaOutbox:
                 entries.append(self._entry(partition, message))
         return entries
 
-    def _entry(self, partition: TopicPartition, message: ConsumerRecord[Any, Any]) -> OutboxEntry:
-        self._sequence += 1
-        self._handed.append(_Handed(self._sequence, partition, message.offset + 1))
-        self._positions[partition] = message.offset + 1
+    def _entry(
+        self, partition: TopicPartition, message: ConsumerRecord[Any, Any]
+    ) -> OutboxEntry:
+        next_offset = message.offset + 1
+        self._positions[partition] = next_offset
         where = f"{partition.topic}/{partition.partition}/{message.offset}"
         try:
             record = alerts.decoder.decode(message.value or b"")
         except msgspec.DecodeError as error:
-            return OutboxEntry(self._sequence, None, f"invalid alert record at {where}: {error}")
-        return OutboxEntry(self._sequence, record)
+            message_text = f"invalid alert record at {where}: {error}"
+            return OutboxEntry(next_offset, None, message_text, partition.partition)
+        return OutboxEntry(next_offset, record, lane=partition.partition)
 
-    async def commit(self, offset: int) -> None:
-        """Commit, per partition, the offsets past every record numbered up to ``offset``."""
-        while self._handed and self._handed[0].sequence <= offset:
-            handed = self._handed.popleft()
-            self._done[handed.partition] = handed.next_offset
-        self._committed = max(self._committed, offset)
+    async def commit(self, offset: int, lane: int = 0) -> None:
+        """Commit ``offset`` for partition ``lane``: every record before it is done."""
+        partition = TopicPartition(self.topic, lane)
+        self._done[partition] = max(offset, self._done.get(partition, 0))
         await self._flush_commits()
 
     async def _flush_commits(self, only: set[TopicPartition] | None = None) -> None:
-        """Send the finished offsets that Kafka does not store yet, for assigned partitions."""
+        """Send finished offsets of assigned partitions that Kafka does not have."""
         async with self._commit_lock:
             assigned = self._consumer.assignment()
             offsets = {
@@ -166,15 +160,19 @@ class KafkaOutbox:
             except (CommitFailedError, IllegalStateError) as error:
                 # The group is rebalancing. The offsets stay in ``_done`` and go
                 # with the next commit if the partitions come back.
-                logger.warning("commit of %s failed, will retry: %s", _describe(offsets), error)
+                logger.warning(
+                    "commit of %s failed, will retry: %s", _describe(offsets), error
+                )
                 return
             except KafkaError as error:
-                logger.error("commit of %s failed, will retry: %s", _describe(offsets), error)
+                logger.error(
+                    "commit of %s failed, will retry: %s", _describe(offsets), error
+                )
                 return
             self._stored.update(offsets)
 
     async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Commit what delivery finished on ``revoked`` before another member reads them."""
+        """Commit finished offsets of ``revoked`` before another member reads them."""
         await self._flush_commits(only=revoked)
         logger.info("partitions revoked: %s", _partitions(revoked))
 
@@ -218,4 +216,7 @@ def _partitions(partitions: set[TopicPartition]) -> str:
 
 def _describe(offsets: dict[TopicPartition, int]) -> str:
     items = sorted(offsets.items())
-    return ", ".join(f"{tp.topic}/{tp.partition}@{offset}" for tp, offset in items) or "nothing"
+    return (
+        ", ".join(f"{tp.topic}/{tp.partition}@{offset}" for tp, offset in items)
+        or "nothing"
+    )

@@ -29,11 +29,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class OutboxEntry:
-    """One record and the offset just past it (the offset to commit once it is done)."""
+    """One record and the offset just past it (the offset to commit once it is done).
+
+    Offsets are ordered within a ``lane``, such as one partition of a topic.
+    """
 
     offset: int
     record: AlertRecord | None
     error: str | None = None
+    lane: int = 0
 
 
 class Outbox(Protocol):
@@ -54,8 +58,8 @@ class Outbox(Protocol):
         """Return up to ``max_records`` entries after the last one read; may be empty."""
         ...
 
-    async def commit(self, offset: int) -> None:
-        """Durably record that every record before ``offset`` is done."""
+    async def commit(self, offset: int, lane: int = 0) -> None:
+        """Durably record that every record of ``lane`` before ``offset`` is done."""
         ...
 
 
@@ -122,7 +126,7 @@ class FileOutbox:
         except msgspec.DecodeError as error:
             return OutboxEntry(self._position, None, f"invalid alert record: {error}")
 
-    async def commit(self, offset: int) -> None:
+    async def commit(self, offset: int, lane: int = 0) -> None:
         if offset <= self._committed:
             return
         temporary = self.offset_path.with_name(self.offset_path.name + ".tmp")

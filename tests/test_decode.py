@@ -798,3 +798,18 @@ def test_decode_lines_continues_after_bad_line() -> None:
     assert results[0][0] == []
     assert results[0][1][0].reason == "invalid_json"
     assert [event.request_id for event in results[1][0]] == ["req-1"]
+
+
+def test_cache_counts_without_prompt_count() -> None:
+    """Cache tokens with no prompt count make the prompt count their sum."""
+    line = (
+        b'{"timestamp": "2026-05-04T10:00:00Z", "request_id": "r1", "tenant": "t",'
+        b' "gen_ai.request.model": "m", "gen_ai.usage.cache_read.input_tokens": 100,'
+        b' "gen_ai.usage.cache_creation.input_tokens": 20}'
+    )
+
+    events, rejections = decode_record(line)
+
+    assert rejections == []
+    assert events[0].input_tokens == 120
+    assert events[0].output_tokens is None

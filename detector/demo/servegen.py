@@ -636,8 +636,19 @@ def write_events(lines: Iterator[bytes], out_path: Path) -> int:
 def write_demo_events(
     out_path: Path, *, days: int = DAY_COUNT, extract_path: Path = DEFAULT_EXTRACT
 ) -> int:
-    """Write the demo's events for the first ``days`` days and return the count."""
-    return write_events(generate_events(extract_path, day_count=days), out_path)
+    """Write the demo's events for the first ``days`` days and return the count.
+
+    Days are generated one at a time, so memory holds one day's events. A day
+    comes out the same alone or with the others, so the file is the same too.
+    """
+    extract = load_extract(extract_path)
+
+    def lines() -> Iterator[bytes]:
+        for day in range(days):
+            columns = generate_columns(extract, first_day=day, day_count=1)
+            yield from format_events(columns)
+
+    return write_events(lines(), out_path)
 
 
 # Command line -------------------------------------------------------------------

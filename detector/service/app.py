@@ -15,9 +15,10 @@ and receivers deduplicate it.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from detector.alerts import AlertRecord
 from detector.config import RuleSet
 from detector.decode import Rejection
 from detector.forecast import MonthEndForecast
+from detector.service import budget_api, metrics
 from detector.service.budget_state import budget_state
 from detector.service.partition import PartitionRunner
 from detector.service.settings import ServiceSettings
@@ -40,8 +42,20 @@ from detector.tiers.predictive import ForecastJob
 logger = logging.getLogger("burnrate.service")
 
 
-def _fit(job: ForecastJob) -> MonthEndForecast:
+def fit_forecast(job: ForecastJob) -> MonthEndForecast:
+    """Fit one forecast: the default of the ``forecaster`` setting."""
     return job.run()
+
+
+def load_forecaster(path: str) -> Callable[[ForecastJob], MonthEndForecast]:
+    """Import the forecast function named ``module:function``."""
+    module_name, _, function_name = path.partition(":")
+    if not module_name or not function_name:
+        raise ValueError(f"forecaster {path!r} is not of the form module:function")
+    function = getattr(importlib.import_module(module_name), function_name)
+    if not callable(function):
+        raise ValueError(f"forecaster {path!r} is not callable")
+    return function  # type: ignore[no-any-return]
 
 
 class BurnrateService:
@@ -58,10 +72,14 @@ class BurnrateService:
         self.settings = settings
         self.rules = rules
         self.executor = executor
+        self.forecaster = load_forecaster(settings.forecaster)
         self.runners: dict[int, PartitionRunner] = {}
         self.stall = StallWatch(settings.stall_after_s)
         self.forecasts_running = 0
         self.alerts_sent = 0
+        self.metrics = metrics.ServiceMetrics(rules, settings.metrics_max_label_values)
+        audit_path = settings.audit_log or settings.data_dir / "budget-decisions.jsonl"
+        self.board = budget_api.BudgetBoard(budget_api.AuditLog(audit_path), self.metrics)
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         self.events_topic = app.topic(settings.events_topic, **raw)
         self.alerts_topic = app.topic(settings.alerts_topic, **raw)
@@ -91,6 +109,7 @@ class BurnrateService:
             runner = self.runners[partition] = PartitionRunner(
                 partition, self.rules, self.settings, self._lookup
             )
+            runner.observe = self.metrics.observe_event
             keys = [key for key, p in self.tenant_partitions.items() if p == partition]
             restored = runner.restore(key.decode() for key in keys)
             if restored:
@@ -105,12 +124,15 @@ class BurnrateService:
     async def handle_batch(self, batch: Sequence[EventT]) -> None:
         """Apply a batch of source records, then persist and publish its effects."""
         wall_s = time.time()
+        started_s = time.perf_counter()
         touched: set[int] = set()
         for event in batch:
             message = event.message
             runner = self.runner(message.partition)
             value = event.value if isinstance(event.value, bytes) else bytes(event.value)
-            output = runner.handle(value, message.offset, wall_s)
+            key = bytes(message.key) if message.key is not None else None
+            output = runner.handle(value, message.offset, wall_s, key)
+            self.metrics.observe_rejections(output.rejections)
             self.stall.progress(message.partition, message.offset, time.monotonic())
             touched.add(message.partition)
             await self._publish_alerts(output.alerts)
@@ -118,6 +140,8 @@ class BurnrateService:
                 await self._dead_letter(rejection, message.partition, message.offset)
         for partition in touched:
             await self._persist(self.runners[partition])
+        self.metrics.flush(time.perf_counter() - started_s, datetime.now(UTC))
+        await self._publish_alerts(self.metrics.take_alerts())
 
     async def tick(self) -> None:
         """Drive event time from the wall clock and start due forecast fits."""
@@ -129,12 +153,14 @@ class BurnrateService:
             await self._publish_alerts(runner.tick(now))
             await self._persist(runner)
         await self._publish_alerts(self.stall.check(self._positions(), now))
+        self.metrics.observe_tick(self._positions(), self.runners, now)
 
     def on_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:
             if tp.topic == self.settings.events_topic:
                 self.runners.pop(tp.partition, None)
                 self.stall.forget(tp.partition)
+                self.metrics.forget_partition(tp.partition)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -143,6 +169,7 @@ class BurnrateService:
                     "records": runner.counters.records,
                     "last_offset": runner.counters.last_offset,
                     "redelivered": runner.counters.redelivered,
+                    "offset_gaps": runner.counters.offset_gaps,
                     "rejected": runner.counters.rejected,
                     "tenants": len(runner.engine.tenants),
                     "events": runner.engine.stats.events,
@@ -161,7 +188,7 @@ class BurnrateService:
         for runner in self.runners.values():
             state = runner.engine.tenants.get(tenant)
             if state is not None:
-                return budget_state(state, self.rules, runner.engine)
+                return budget_state(state, self.rules, runner.engine, self.board.forecast_of)
         return None
 
     async def _persist(self, runner: PartitionRunner) -> None:
@@ -171,8 +198,12 @@ class BurnrateService:
             self.tenant_partitions[key] = runner.partition
             self.table.send_changelog(runner.partition, key, data)
             self.table.data[key] = data
-            view = budget_state(runner.engine.tenants[tenant], self.rules, runner.engine)
+            view = budget_state(
+                runner.engine.tenants[tenant], self.rules, runner.engine, self.board.forecast_of
+            )
+            self.board.update(view)
             await self.budget_state_topic.send(key=key, value=msgspec.json.encode(view))
+        self.metrics.sync_runner(runner)
         self._start_forecasts(runner)
 
     def _start_forecasts(self, runner: PartitionRunner) -> None:
@@ -184,12 +215,13 @@ class BurnrateService:
     async def _forecast(self, runner: PartitionRunner, job: ForecastJob, now: datetime) -> None:
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self.executor, _fit, job)
+            result = await loop.run_in_executor(self.executor, self.forecaster, job)
         except Exception:
             logger.exception("forecast fit failed", extra={"tenant": job.tenant})
             return
         finally:
             self.forecasts_running -= 1
+        self.board.record_forecast(job, result)
         if self.runners.get(runner.partition) is not runner:
             return  # the partition moved while the fit ran; its new owner refits
         await self._publish_alerts(runner.engine.apply_forecast(job, result, now))
@@ -201,6 +233,7 @@ class BurnrateService:
                 key=record.tenant.encode(), value=alerts.encoder.encode(record)
             )
             self.alerts_sent += 1
+            self.metrics.alert_published(record)
             logger.info(
                 "alert %s", record.status,
                 extra={"alert_id": record.alert_id, "tenant": record.tenant,
@@ -239,6 +272,8 @@ def build_app(settings: ServiceSettings, rules: RuleSet) -> tuple[faust.App, Bur
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         broker_commit_interval=settings.commit_interval_s,
+        broker_max_poll_interval=settings.max_poll_interval_s,
+        broker_session_timeout=settings.session_timeout_s,
         consumer_auto_offset_reset="earliest",
         producer_max_request_size=settings.snapshot_max_bytes,
         web_bind=settings.web_host,
@@ -273,6 +308,10 @@ def build_app(settings: ServiceSettings, rules: RuleSet) -> tuple[faust.App, Bur
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:
         return web.json(service.stats())
+
+    metrics.register_page(app, service.metrics)
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    budget_api.register_page(app, service.board, token)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:

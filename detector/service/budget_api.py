@@ -16,6 +16,10 @@ Status codes: 200 with the answer, 401 for a missing or wrong token, 404 for a
 tenant this worker has no state for (no request seen, or its partition is
 owned by another worker; gateways treat it as allow), 503 when no token is
 configured.
+
+TODO: with several replicas a gateway must call the tenant's owner or read the
+budget-state topic; that ends when a worker forwards the request to the owner
+of the tenant's partition (Faust's table_route).
 """
 
 from __future__ import annotations
@@ -90,7 +94,7 @@ def tenant_decision(budgets: list[dict[str, Any]]) -> dict[str, Any]:
     """
     if not budgets:
         return {"decision": "allow", "binding_budget": None, "degrade_to": {}}
-    binding = max(
+    binding: dict[str, Any] = max(
         budgets,
         key=lambda b: (SEVERITY[b["decision"]], Decimal(b["used_pct"] or "0")),
     )
@@ -152,7 +156,7 @@ class BudgetBoard:
     def _audit_change(
         self, view: Mapping[str, Any], previous: str | None, wall: datetime
     ) -> None:
-        binding = next(
+        binding: dict[str, Any] = next(
             (b for b in view["budgets"] if b["budget_id"] == view["binding_budget"]), {}
         )
         entry = {
@@ -221,7 +225,7 @@ def respond(
 def register_page(app: Any, board: BudgetBoard, token: str | None) -> None:
     """Add ``GET /v1/budget/{tenant}`` to the Faust web server."""
 
-    @app.page("/v1/budget/{tenant}")
+    @app.page("/v1/budget/{tenant}")  # type: ignore[untyped-decorator]
     async def budget(web: Any, request: Any, tenant: str) -> Any:
         authorization = request.headers.get("Authorization")
         status, body, outcome = respond(board, token, tenant, authorization)

@@ -124,7 +124,8 @@ class RepeatLimiter(logging.Filter):
         self._windows[key] = (started, count)
         if len(self._windows) > 10_000:
             self._windows.clear()  # bounded memory under many distinct templates
-        return count <= self.per_min
+        passed: bool = count <= self.per_min
+        return passed
 
 
 def configure_logging(

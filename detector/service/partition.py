@@ -9,17 +9,22 @@ records, rejected inputs and the snapshots of tenants that changed.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from detector.alerts import AlertRecord
 from detector.config import RuleSet
 from detector.decode import Rejection, decode_record
 from detector.engine import Engine, EngineSettings
+from detector.events import Event
 from detector.pricing import Pricer
 from detector.service.settings import ServiceSettings
+
+logger = logging.getLogger("burnrate.service")
 
 SnapshotLookup = Callable[[str], bytes | None]
 
@@ -42,6 +47,10 @@ class PartitionCounters:
     redelivered: int = 0
     rejected: int = 0
     last_offset: int = -1
+    # Offsets skipped between two records handled in a row. Compaction and
+    # transaction markers leave such gaps legitimately; on a plain events
+    # topic a gap means records were consumed without being handled.
+    offset_gaps: int = 0
 
 
 class PartitionRunner:
@@ -71,6 +80,9 @@ class PartitionRunner:
         self._anchor_event_s = 0
         self._anchor_wall_s = time.monotonic()
         self._ticked_to_s: int | None = None
+        # Called with each applied event and its cost; the service's metrics
+        # aggregate them per batch.
+        self.observe: Callable[[Event, Decimal], None] | None = None
 
     def restore(self, tenants: Iterable[str]) -> int:
         """Load the snapshots of ``tenants`` and return how many were loaded.
@@ -88,23 +100,49 @@ class PartitionRunner:
             self.engine.watermark_s = max(evaluated)
         return count
 
-    def handle(self, value: bytes, offset: int, wall_s: float) -> Output:
-        """Apply one source record (one event or a batch) at ``offset``."""
+    def handle(
+        self, value: bytes, offset: int, wall_s: float, key: bytes | None = None
+    ) -> Output:
+        """Apply one source record (one event or a batch) at ``offset``.
+
+        An event whose tenant is not the record key is rejected: all of a
+        tenant's state lives with one partition, and only records keyed by the
+        tenant are sure to reach that partition.
+        """
         output = Output()
         self.counters.records += 1
-        self.counters.last_offset = max(self.counters.last_offset, offset)
+        last_offset = self.counters.last_offset
+        if last_offset >= 0 and offset > last_offset + 1:
+            self.counters.offset_gaps += offset - last_offset - 1
+            logger.warning(
+                "partition %d: offsets %d-%d were not handled",
+                self.partition, last_offset + 1, offset - 1,
+            )
+        self.counters.last_offset = max(last_offset, offset)
         events, rejections = decode_record(value)
         output.rejections.extend(rejections)
         applied: set[str] = set()
         for event in events:
+            if key != event.tenant.encode():
+                output.rejections.append(_wrong_key(event.tenant, key, value))
+                continue
             if event.timestamp_s > wall_s + self.settings.max_future_s:
                 output.rejections.append(_too_far_ahead(event.timestamp, wall_s, value))
+                continue
+            if event.timestamp_s < wall_s - self.settings.max_past_s:
+                output.rejections.append(
+                    _too_far_behind(event.timestamp, wall_s, self.settings.max_past_s, value)
+                )
                 continue
             state = self._tenant(event.tenant)
             if state is not None and offset <= state.applied_offset:
                 self.counters.redelivered += 1
                 continue
+            stats = self.engine.stats
+            events_before, spend_before = stats.events, stats.spend_usd
             output.alerts.extend(self.engine.process(event))
+            if self.observe is not None and stats.events > events_before:
+                self.observe(event, stats.spend_usd - spend_before)
             applied.add(event.tenant)
         for tenant in applied:
             self.engine.tenants[tenant].applied_offset = offset
@@ -157,5 +195,29 @@ def _too_far_ahead(timestamp: datetime, wall_s: float, raw: bytes) -> Rejection:
         "timestamp_in_future",
         "timestamp",
         f"timestamp {timestamp.isoformat()} is ahead of the service clock {wall}",
+        raw,
+    )
+
+
+def _too_far_behind(
+    timestamp: datetime, wall_s: float, max_past_s: int, raw: bytes
+) -> Rejection:
+    wall = datetime.fromtimestamp(wall_s, UTC).isoformat()
+    return Rejection(
+        "timestamp_too_old",
+        "timestamp",
+        f"timestamp {timestamp.isoformat()} is more than {max_past_s} s "
+        f"behind the service clock {wall}",
+        raw,
+    )
+
+
+def _wrong_key(tenant: str, key: bytes | None, raw: bytes) -> Rejection:
+    shown = "no key" if key is None else f"key {key.decode(errors='replace')!r}"
+    return Rejection(
+        "wrong_key",
+        None,
+        f"record has {shown}, not the event's tenant {tenant!r}; key each record "
+        "by its tenant so that all of a tenant's events reach one partition",
         raw,
     )

@@ -28,7 +28,14 @@ async def ensure_topics(settings: ServiceSettings) -> None:
         wanted = [
             NewTopic(settings.events_topic, settings.partitions, settings.replication_factor),
             NewTopic(settings.alerts_topic, settings.partitions, settings.replication_factor),
-            NewTopic(settings.dead_letter_topic, 1, settings.replication_factor),
+            # A rejected record is sent whole (up to the decoder's limit), so
+            # the dead-letter topic accepts records as large as a snapshot.
+            NewTopic(
+                settings.dead_letter_topic,
+                1,
+                settings.replication_factor,
+                topic_configs={"max.message.bytes": str(settings.snapshot_max_bytes)},
+            ),
             NewTopic(
                 settings.budget_state_topic,
                 settings.partitions,
@@ -56,7 +63,8 @@ def serve(settings: ServiceSettings, rules: RuleSet) -> None:
     asyncio.run(ensure_topics(settings))
     app, _ = build_app(settings, rules)
     _log_start(settings, rules)
-    worker = Worker(app, loglevel="INFO", quiet=True)
+    # The root logger is set up by detector.service.logs; Faust keeps it.
+    worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
     worker.execute_from_commandline()
 
 

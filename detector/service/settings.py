@@ -36,6 +36,10 @@ class ServiceSettings(BaseSettings):
     # Events whose time is further ahead of the wall clock are rejected: a
     # clock error upstream must not move a partition's watermark into the future.
     max_future_s: int = Field(default=3600, ge=0)
+    # Events older than this are rejected: they are outside every window and
+    # budget period the rules can have, so a replayed archive or a clock
+    # stuck at the epoch cannot reopen long-closed periods.
+    max_past_s: int = Field(default=40 * 86400, ge=3600)
     dedup_horizon_s: int = Field(default=3600, ge=60)
     dedup_max_ids_per_tenant: int = Field(default=50_000, ge=100)
     batch_max_records: int = Field(default=500, ge=1)
@@ -45,6 +49,16 @@ class ServiceSettings(BaseSettings):
     # long, raises the service's own alert.
     stall_after_s: float = Field(default=60.0, gt=0)
     forecast_workers: int = Field(default=1, ge=1)
+    # The function that fits a forecast, as "module:function"; it runs in the
+    # forecast worker processes, so it must be importable there.
+    forecaster: str = "detector.service.app:fit_forecast"
+    # Kafka's max.poll.interval.ms: a consumer that does not poll for this long
+    # leaves the group. Forecast fits run in worker processes, so a slow fit
+    # never holds up polling.
+    max_poll_interval_s: float = Field(default=300.0, gt=0)
+    # Kafka's session.timeout.ms: how long the group waits for a worker that
+    # stopped heartbeating (a killed one) before its partitions move on.
+    session_timeout_s: float = Field(default=60.0, gt=0)
     # Kafka's default record limit is 1 MiB; a busy tenant's snapshot with its
     # recent request ids can be larger.
     snapshot_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024)

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from detector.alerts import AlertRecord, Status, format_amount
+import msgspec
+
+from detector.alerts import AlertRecord, Status, Unit, format_amount
 from detector.config import Budget
 from detector.lifecycle import AlertState
 from detector.periods import PeriodSpec
@@ -166,3 +168,38 @@ def _builder(
         )
 
     return build
+
+
+def resolve_uncrossed(
+    state: TenantState, budgets: list[Budget], now: datetime
+) -> list[AlertRecord]:
+    """Resolve firing thresholds that the current totals no longer reach.
+
+    Runs after the rules change: a raised limit moves a threshold above the
+    period's total, so its alert resolves now instead of at the period end, and
+    the threshold can fire again if the total reaches the new value.
+    """
+    records: list[AlertRecord] = []
+    by_id = {budget.id: budget for budget in budgets}
+    for key in state.alerts.keys_with_prefix(_PREFIX):
+        _, budget_id, pct_text, start = split_key(key)
+        budget = by_id.get(budget_id)
+        total = state.periods.get(budget_id, {}).get(datetime.fromisoformat(start))
+        if budget is None or total is None:
+            continue
+        pct = Decimal(pct_text)
+        value = total.value(budget.signal)
+        limit = budget.limit * pct / _HUNDRED
+        if compare(value, limit, budget.comparison):
+            continue
+        total.fired_pct.discard(pct)
+        record = state.alerts.update(key, False, now, _builder(state, budget, total, pct, value))
+        if record is not None:
+            unit: Unit = "usd" if budget.signal == "spend" else "tokens"
+            summary = (
+                f"{budget.period} {budget.signal} {format_amount(value, unit)} is below "
+                f"{pct.normalize():f}% of the {format_amount(budget.limit, unit)} "
+                f"budget {budget.id} after the budget changed"
+            )
+            records.append(msgspec.structs.replace(record, summary=summary, threshold=limit))
+    return records

@@ -125,8 +125,9 @@ def _periodic_baseline(
         return None
     past = [series.coarse_total(signal, start, start + window_s) for start in starts]
     if len(past) < ROBUST_MEDIAN_PERIODS and window_s <= WARMUP_MAX_WINDOW_S:
+        known_s = (first_s, end_s - window_s)
         past = [
-            _capped(series, signal, start, window_s, value, direction)
+            _capped(series, signal, start, window_s, value, direction, known_s)
             for start, value in zip(starts, past, strict=True)
         ]
     return Baseline(statistics.median(past), len(past))
@@ -139,18 +140,28 @@ def _capped(
     window_s: int,
     value: Decimal,
     direction: str,
+    known_s: tuple[int, int],
 ) -> Decimal:
-    """Bound one earlier window by a percentile of the hourly totals around it."""
+    """Bound one earlier window by a percentile of the hourly totals around it.
+
+    Only whole hours between the series' first bucket and the current window
+    count (``known_s``): hours before the series began are unknown, not zero.
+    With fewer than half a day of such hours the value is returned uncapped.
+    """
     middle_s = start_s + window_s // 2
     first_hour_s = middle_s - middle_s % COARSE_BUCKET_S - 12 * COARSE_BUCKET_S
+    hours_s = [first_hour_s + hour * COARSE_BUCKET_S for hour in range(_HOURS_PER_DAY)]
     hourly = sorted(
-        _hour_total(series, signal, first_hour_s + hour * COARSE_BUCKET_S)
-        for hour in range(_HOURS_PER_DAY)
+        _hour_total(series, signal, hour_s)
+        for hour_s in hours_s
+        if known_s[0] <= hour_s and hour_s + COARSE_BUCKET_S <= known_s[1]
     )
+    if len(hourly) < _HOURS_PER_DAY // 2:
+        return value
     if direction == "up":
-        level = hourly[int(CAP_QUANTILE_UP * (_HOURS_PER_DAY - 1))]
+        level = hourly[int(CAP_QUANTILE_UP * (len(hourly) - 1))]
         return min(value, level * window_s / COARSE_BUCKET_S)
-    level = hourly[int(CAP_QUANTILE_DOWN * (_HOURS_PER_DAY - 1))]
+    level = hourly[int(CAP_QUANTILE_DOWN * (len(hourly) - 1))]
     return max(value, level * window_s / COARSE_BUCKET_S)
 
 

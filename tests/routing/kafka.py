@@ -1,4 +1,4 @@
-"""Kafka helpers of the routing tests: unique topics, producing alert records, group offsets."""
+"""Kafka helpers of the routing tests: topics, alert records, group offsets."""
 
 from __future__ import annotations
 
@@ -29,14 +29,16 @@ async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
 async def produce(
     bootstrap: str, topic: str, records: list[tuple[int, AlertRecord]]
 ) -> list[tuple[int, int]]:
-    """Send (partition, record) pairs in order; return each record's (partition, offset)."""
+    """Send (partition, record) pairs in order; return (partition, offset) of each."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
         placed = []
         for partition, record in records:
             metadata = await producer.send_and_wait(
-                topic, alerts.encoder.encode(record), key=record.tenant.encode(),
+                topic,
+                alerts.encoder.encode(record),
+                key=record.tenant.encode(),
                 partition=partition,
             )
             placed.append((metadata.partition, metadata.offset))
@@ -45,8 +47,10 @@ async def produce(
         await producer.stop()
 
 
-async def committed(bootstrap: str, group_id: str, topic: str, partitions: int) -> dict[int, int]:
-    """Return the group's committed offset of each partition (0 where none is committed)."""
+async def committed(
+    bootstrap: str, group_id: str, topic: str, partitions: int
+) -> dict[int, int]:
+    """Return the group's committed offset per partition (0 where none is)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
     )

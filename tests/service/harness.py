@@ -139,6 +139,11 @@ class ServiceProcess:
             "BURNRATE_DATA_DIR": str(self.work_dir / f"{self.name}-data"),
             "BURNRATE_WEB_PORT": str(self.web_port),
             "BURNRATE_COMMIT_INTERVAL_S": "0.5",
+            # The broker's smallest allowed session timeout is 6 s: a killed
+            # worker's partitions move on quickly.
+            "BURNRATE_SESSION_TIMEOUT_S": "6",
+            # Lets BURNRATE_FORECASTER name a function under tests/.
+            "PYTHONPATH": str(REPO),
         }
 
     def wait_ready(self, deadline_s: float = READY_DEADLINE_S) -> None:
@@ -220,11 +225,11 @@ class ServiceProcess:
             try:
                 self.process.wait(deadline_s)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.kill()
                 raise AssertionError(
                     f"{self.name} ignored SIGTERM for {deadline_s} s\n{self.log_tail()}"
                 ) from None
+        self._kill_group()
         return self.process.returncode
 
     def kill(self) -> None:
@@ -233,6 +238,15 @@ class ServiceProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
+        self._kill_group()
+
+    def _kill_group(self) -> None:
+        """Kill what is left of the worker's process group (its forecast processes)."""
+        assert self.process is not None
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -408,9 +422,7 @@ async def read_topic(
         read: list[Consumed] = []
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
-            if until is None and all(
-                await consumer.position(tp) >= end[tp] for tp in assignment
-            ):
+            if until is None and await _at_end(consumer, end):
                 break
             if until is not None and until(read):
                 break
@@ -424,6 +436,13 @@ async def read_topic(
         return read
     finally:
         await consumer.stop()
+
+
+async def _at_end(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
+    for tp, offset in end.items():
+        if await consumer.position(tp) < offset:
+            return False
+    return True
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:

@@ -1,0 +1,124 @@
+"""``burnrate evaluate``: run the detection-quality evaluations and record them.
+
+The figures go to the console, to ``results.json`` and to ``QUALITY.md`` beside
+this file; both files are kept in the repository, so a change in detection
+quality shows in review next to the code that caused it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).with_name("results.json")
+REPORT = Path(__file__).with_name("QUALITY.md")
+NAMES = ("nab", "spikes", "monthend")
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``evaluate`` to the ``burnrate`` command line."""
+    parser = commands.add_parser(
+        "evaluate", help="measure detection quality on benchmark data"
+    )
+    _options(parser)
+    parser.set_defaults(run=run_command)
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--only", choices=NAMES, action="append", help="run only this evaluation"
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; leave the results files"
+    )
+
+
+def _runners() -> dict[str, Callable[[], dict[str, Any]]]:
+    from detector.evaluation import monthend, nab, spikes
+
+    return {"nab": nab.run, "spikes": spikes.run, "monthend": monthend.run}
+
+
+def run_command(args: argparse.Namespace) -> int:
+    runners = _runners()
+    results: dict[str, Any] = {}
+    for name in args.only or NAMES:
+        started = time.perf_counter()
+        figures = runners[name]()
+        figures["elapsed_s"] = round(time.perf_counter() - started, 1)
+        results[name] = figures
+        print(f"== {name} ==")
+        print(json.dumps(figures, indent=2, default=str))
+    if not args.no_write:
+        merged = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+        merged.update(results)
+        RESULTS.write_text(json.dumps(merged, indent=2, default=str) + "\n")
+        REPORT.write_text(render(merged))
+        print(f"Written: {RESULTS} and {REPORT}")
+    return 0
+
+
+def render(results: dict[str, Any]) -> str:
+    """Return the markdown report of the recorded figures."""
+    lines = ["# Detection quality", "", "Written by `burnrate evaluate`.", ""]
+    if "nab" in results:
+        nab = results["nab"]
+        lines += [
+            "## Numenta Anomaly Benchmark (24 files, detections mode)",
+            "",
+            "| profile | score | windows hit | missed | false alert rows |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, entry in nab["profiles"].items():
+            lines.append(
+                f"| {name} | {entry['score']} | {entry['windows_hit']} | "
+                f"{entry['windows_missed']} | {entry['false_alert_rows']} |"
+            )
+        lines += ["", "Target: standard >= 55.", ""]
+    if "spikes" in results:
+        spikes = results["spikes"]
+        lines += ["## Planted spend spikes (ServeGen traffic)", ""]
+        lines += [f"- recall {size}: {value}" for size, value in spikes["recall_by_size"].items()]
+        lines += [
+            f"- recall of 3x spikes lasting 15 min or more: "
+            f"{spikes['recall_3x_at_least_15min']} (target >= 0.9)",
+            f"- false alerts per 100 tenant-weeks: "
+            f"{spikes['false_alerts_per_100_tenant_weeks']} (target <= 2)",
+            f"- detection delay: median {spikes['delay_median_min']} min "
+            f"(target <= 5), p95 {spikes['delay_p95_min']} min",
+            "",
+        ]
+    if "monthend" in results:
+        month = results["monthend"]
+        lines += ["## Month-end forecasts (UCI bike sharing)", ""]
+        for key in ("from_day_10", "from_day_20"):
+            entry = month[key]
+            lines.append(
+                f"- {key}: MAPE model {entry['mape_model']}, seasonal naive "
+                f"{entry['mape_seasonal_naive']}, run rate {entry['mape_run_rate']} "
+                f"(model / naive {entry['model_over_naive']}, target <= 0.7)"
+            )
+        lines += [
+            f"- 80 % interval coverage in 2012: {month['coverage_2012_default_scale']} "
+            f"at the default scale {month['interval_scale_default']}, "
+            f"{month['coverage_2012_unscaled']} unscaled (target 0.7 to 0.9)",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m detector.evaluation", description=__doc__.splitlines()[0]
+    )
+    _options(parser)
+    return run_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

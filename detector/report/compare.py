@@ -1,0 +1,67 @@
+"""Compare the alerts of two replays of the same history: which were gained or lost.
+
+Two firing records are the same alert when tier, rule, tenant and series agree
+and they started within ``MATCH_WINDOW_S`` of each other: a changed threshold
+often moves an alert by a few minutes without making it a different alert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from detector.alerts import AlertRecord
+
+MATCH_WINDOW_S = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDiff:
+    """Firing records only the other rules raised (gained) or only the base raised (lost)."""
+
+    gained: list[AlertRecord]
+    lost: list[AlertRecord]
+    kept: int
+
+
+def _identity(record: AlertRecord) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
+    return (
+        record.tier,
+        record.rule_id,
+        record.tenant,
+        tuple(sorted(record.series.items())),
+    )
+
+
+def _first_firing(records: list[AlertRecord]) -> list[AlertRecord]:
+    """Return the first firing record of each alert id, repeats left out."""
+    seen: set[str] = set()
+    firing = []
+    for record in records:
+        if record.status == "firing" and record.alert_id not in seen:
+            seen.add(record.alert_id)
+            firing.append(record)
+    return firing
+
+
+def compare_alerts(base: list[AlertRecord], other: list[AlertRecord]) -> AlertDiff:
+    """Return the alerts ``other`` gained and lost relative to ``base``."""
+    remaining = _first_firing(other)
+    lost = []
+    kept = 0
+    for record in _first_firing(base):
+        match = next(
+            (
+                candidate
+                for candidate in remaining
+                if _identity(candidate) == _identity(record)
+                and abs((candidate.started_at - record.started_at).total_seconds())
+                <= MATCH_WINDOW_S
+            ),
+            None,
+        )
+        if match is None:
+            lost.append(record)
+        else:
+            remaining.remove(match)
+            kept += 1
+    return AlertDiff(gained=remaining, lost=lost, kept=kept)

@@ -1,0 +1,67 @@
+"""Plain metric series (CSV timestamp,value) replayed through the rate tier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from detector.config import RuleSet
+from detector.engine import EngineSettings
+from detector.seriescsv import SeriesFormatError, read_series, replay_series_csv
+
+RULES = RuleSet.model_validate(
+    {
+        "rules": [
+            {
+                "id": "rise",
+                "tier": "rate_of_change",
+                "window": "10m",
+                "baseline_period": "1h",
+                "baseline_weeks": 2,
+                "min_ratio": 3,
+                "min_increase": 0,
+                "evaluate_every": "5m",
+            }
+        ]
+    }
+)
+
+
+def write_series(path: Path, values: list[str]) -> None:
+    """Rows every 5 minutes from 2014-04-01 00:00 (no zone: UTC)."""
+    lines = ["timestamp,value"]
+    for index, value in enumerate(values):
+        minutes = 5 * index
+        lines.append(f"2014-04-01 {minutes // 60:02d}:{minutes % 60:02d}:00,{value}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_spike_flagged_on_its_row(tmp_path: Path) -> None:
+    """Row 40 jumps from 2 to 50; the alert is attributed to row 40 exactly."""
+    values = ["2"] * 60
+    values[40] = "50"
+    write_series(tmp_path / "s.csv", values)
+
+    replay = replay_series_csv(
+        RULES, tmp_path / "s.csv", settings=EngineSettings(tick_s=300)
+    )
+
+    assert replay.alert_rows == [40]  # window 03:15-03:25 holds row 40 (03:20)
+
+
+def test_negative_values_kept(tmp_path: Path) -> None:
+    """Negative values are replayed as they are, not priced as unknown."""
+    write_series(tmp_path / "s.csv", ["-1.5", "-2.5"])
+
+    replay = replay_series_csv(RULES, tmp_path / "s.csv")
+
+    assert replay.engine.stats.spend_usd == -4
+
+
+def test_bad_header_rejected(tmp_path: Path) -> None:
+    """A file without the timestamp,value header is rejected with its path."""
+    (tmp_path / "s.csv").write_text("time,v\n2014-04-01 00:00:00,1\n")
+
+    with pytest.raises(SeriesFormatError, match="expected timestamp,value"):
+        read_series(tmp_path / "s.csv")
