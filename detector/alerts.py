@@ -57,6 +57,24 @@ class AlertRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     repeat: int = 0
     details: dict[str, str] = {}
 
+    def __post_init__(self) -> None:
+        # Sums of per-token prices carry many trailing digits; records show the
+        # exact value without them.
+        for name in _AMOUNT_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                msgspec.structs.force_setattr(self, name, tidy(value))
+
+
+_AMOUNT_FIELDS = (
+    "observed",
+    "threshold",
+    "baseline",
+    "forecast",
+    "forecast_lower",
+    "forecast_upper",
+)
+
 
 def alert_id(*parts: object) -> str:
     """Return a stable id for an alert episode from its identifying parts."""
@@ -72,6 +90,20 @@ def format_amount(value: Decimal, unit: Unit) -> str:
             return f"${value.quantize(Decimal('0.000001')):,}"
         return f"${cents:,}"
     return f"{value.quantize(Decimal(1)):,} {unit}"
+
+
+def format_pair(value: Decimal, limit: Decimal, unit: Unit) -> tuple[str, str]:
+    """Format a value next to its limit with enough digits to tell them apart."""
+    shown, limit_shown = format_amount(value, unit), format_amount(limit, unit)
+    if shown == limit_shown and value != limit and unit == "usd":
+        digits = Decimal("0.000001")
+        return f"${value.quantize(digits):,}", f"${limit.quantize(digits):,}"
+    return shown, limit_shown
+
+
+def tidy(value: Decimal) -> Decimal:
+    """Return the same number without trailing zeros or an exponent: 0E-7 is 0."""
+    return Decimal(format(value.normalize(), "f"))
 
 
 def format_console(record: AlertRecord) -> str:

@@ -57,8 +57,11 @@ class _RejectWriter:
             "reason": rejection.reason,
             "field": rejection.field,
             "detail": rejection.detail,
-            "raw_base64": base64.b64encode(rejection.raw).decode(),
         }
+        try:
+            entry["raw"] = rejection.raw.decode().rstrip("\n")
+        except UnicodeDecodeError:
+            entry["raw_base64"] = base64.b64encode(rejection.raw).decode()
         self.out.write(self.encoder.encode(entry) + b"\n")
 
 

@@ -8,7 +8,8 @@ import os
 # processes compete for the same cores. This must be set before numpy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
+import argparse
+import gzip
 import importlib
 import sys
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from detector import report, ruletest
 from detector.alerts import AlertRecord, format_console
 from detector.backtest import BacktestResult, replay, write_alert_line
 from detector.config import RuleSet
+from detector.engine import EngineSettings
 from detector.errors import RuleError
 from detector.ruleload import load_rules, run_check
 
@@ -74,7 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     ruletest.add_commands(commands)
 
     backtest = commands.add_parser(
-        "backtest", help="replay event files through the rules"
+        "backtest",
+        help="replay event files through the rules",
+        description=(
+            "Replay event files through the same core as the service, with the "
+            "events' own time as the clock. Files are read in the order given and "
+            "lines in file order, as a Kafka partition would deliver them; an event "
+            "more than --allowed-lateness behind the newest one is counted late "
+            "and left out of the windows (it still counts in budgets)."
+        ),
+        epilog="exit codes: 0 replayed; 1 invalid rules; 2 unreadable input or output",
     )
     backtest.add_argument(
         "events", type=Path, nargs="+",
@@ -89,7 +100,14 @@ def _parser() -> argparse.ArgumentParser:
     backtest.set_defaults(run=_backtest)
 
     serve = commands.add_parser(
-        "serve", help="run as a Kafka service (settings from BURNRATE_* variables)"
+        "serve",
+        help="run as a Kafka service (settings from BURNRATE_* variables)",
+        description=(
+            "Run one worker of the Kafka service. Settings come from BURNRATE_* "
+            "environment variables: the fields of detector/service/settings.py "
+            "in upper case, for example BURNRATE_KAFKA_BOOTSTRAP."
+        ),
+        epilog="exit codes: 0 stopped by SIGTERM or SIGINT; 1 invalid rules",
     )
     serve.add_argument(
         "--rules", type=Path, help="rules folder (default: BURNRATE_RULES or ./rules)"
@@ -99,10 +117,17 @@ def _parser() -> argparse.ArgumentParser:
     _add_optional_commands(commands)
 
     demo = commands.add_parser(
-        "demo", help="replay two weeks of real multi-tenant traffic (ServeGen)"
+        "demo",
+        help="replay two weeks of real multi-tenant traffic (ServeGen)",
+        description=(
+            "Generate per-request events from the shipped ServeGen extract (50 "
+            "real tenants, 1 in 500 requests) and replay them through the demo "
+            "rules. Writes events.jsonl, alerts.jsonl, rejected.jsonl and "
+            "report.html into --out."
+        ),
     )
     demo.add_argument(
-        "--days", type=int, default=14, help="days of traffic to replay (1-14)"
+        "--days", type=int, default=14, help="days of traffic to replay, 1 to 14 (default: 14)"
     )
     _add_replay_options(demo, required_rules=False)
     demo.set_defaults(run=_demo)
@@ -138,11 +163,19 @@ def _unavailable(message: str) -> int:
 
 def _add_replay_options(parser: argparse.ArgumentParser, *, required_rules: bool) -> None:
     parser.add_argument(
-        "--rules", type=Path, required=required_rules, help="rules folder or YAML file"
+        "--rules", type=Path, required=required_rules,
+        help="rules folder or YAML file"
+        + ("" if required_rules else " (default: the demo rules)"),
     )
     parser.add_argument(
         "--out", type=Path, default=Path("burnrate-out"),
-        help="folder for alerts.jsonl and rejected.jsonl (default: burnrate-out)",
+        help="output folder for alerts.jsonl, rejected.jsonl and, with a report, "
+        "report.html (default: burnrate-out)",
+    )
+    parser.add_argument(
+        "--allowed-lateness", type=int, default=300, metavar="SECONDS",
+        help="how far behind the newest event an event may arrive and still join "
+        "its windows (default: 300)",
     )
     parser.add_argument(
         "--quiet", action="store_true", help="print only the summary, not each alert"
@@ -199,7 +232,11 @@ def _demo(args: argparse.Namespace) -> int:
     if not 1 <= args.days <= 14:
         console.print(f"[red]error:[/] --days {args.days} is outside 1-14")
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        console.print(f"[red]error:[/] cannot create output folder {args.out}: {error}")
+        return 2
     events_path = args.out / "events.jsonl"
     console.print(
         "Generating per-request events from the shipped ServeGen extract "
@@ -220,9 +257,32 @@ def _run_replay(
     except RuleError as error:
         console.print(str(error), markup=False)
         return 1
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        console.print(f"[red]error:[/] cannot create output folder {args.out}: {error}")
+        return 2
     console.print(f"Rules: {rules_path.resolve()}")
 
+    try:
+        result, collector = _replay_into(console, rules, sources, args)
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        console.print(f"[red]error:[/] {error}", markup=True)
+        return 2
+    if result.engine.stats.late:
+        console.print(
+            f"[yellow]warning:[/] {result.engine.stats.late:,} events arrived more "
+            f"than {result.engine.settings.allowed_lateness_s} s behind the newest "
+            "event and were left out of the windows (they still count in budgets). "
+            "Replay files in time order, or raise --allowed-lateness."
+        )
+    return _finish_replay(console, result, collector, args, (rules, rules_path, sources))
+
+
+def _replay_into(
+    console: Console, rules: RuleSet, sources: list[Path], args: argparse.Namespace
+) -> tuple[BacktestResult, report.ReportCollector | None]:
+    settings = EngineSettings(allowed_lateness_s=getattr(args, "allowed_lateness", 300))
     with ExitStack() as stack:
         alerts_out = stack.enter_context((args.out / "alerts.jsonl").open("wb"))
         rejects_out = stack.enter_context((args.out / "rejected.jsonl").open("wb"))
@@ -243,12 +303,23 @@ def _run_replay(
         result = replay(
             rules,
             sources,
+            settings=settings,
             on_alert=on_alert,
             rejects_out=rejects_out,
             on_progress=lambda size: progress.advance(task, size),
             observer=collector.observe if collector else None,
         )
+    return result, collector
 
+
+def _finish_replay(
+    console: Console,
+    result: BacktestResult,
+    collector: report.ReportCollector | None,
+    args: argparse.Namespace,
+    inputs: tuple[RuleSet, Path, list[Path]],
+) -> int:
+    rules, rules_path, sources = inputs
     console.print(_summary(result))
     console.print(
         f"Alerts: {args.out / 'alerts.jsonl'}   "

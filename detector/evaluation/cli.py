@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from detector.evaluation.data import DataNotFoundError
+
 RESULTS = Path(__file__).with_name("results.json")
 REPORT = Path(__file__).with_name("QUALITY.md")
 NAMES = ("nab", "spikes", "monthend")
@@ -34,7 +36,9 @@ def _options(parser: argparse.ArgumentParser) -> None:
         "--only", choices=NAMES, action="append", help="run only this evaluation"
     )
     parser.add_argument(
-        "--no-write", action="store_true", help="print only; leave the results files"
+        "--no-write",
+        action="store_true",
+        help="print only; leave detector/evaluation/results.json and QUALITY.md as they are",
     )
 
 
@@ -49,7 +53,11 @@ def run_command(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {}
     for name in args.only or NAMES:
         started = time.perf_counter()
-        figures = runners[name]()
+        try:
+            figures = runners[name]()
+        except DataNotFoundError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         figures["elapsed_s"] = round(time.perf_counter() - started, 1)
         results[name] = figures
         print(f"== {name} ==")

@@ -116,7 +116,7 @@ class BurnrateService:
                 logger.info("partition %d: restored %d tenants", partition, restored)
         return runner
 
-    async def _on_changelog_event(self, event: EventT) -> None:
+    async def _on_changelog_event(self, event: EventT[Any]) -> None:
         key = event.message.key
         if key is not None:
             self.tenant_partitions[bytes(key)] = event.message.partition

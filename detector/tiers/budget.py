@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import msgspec
@@ -130,7 +130,7 @@ def _builder(
     limit = budget.limit * pct / _HUNDRED
     severity = budget.severity if pct >= _HUNDRED else "warning"
     local_start = total.start.astimezone(state.timezone).date()
-    local_end = total.end.astimezone(state.timezone).date()
+    last_local_day = total.end.astimezone(state.timezone).date() - timedelta(days=1)
 
     def build(alert: AlertState, status: Status, now: datetime) -> AlertRecord:
         if status == "firing":
@@ -142,7 +142,7 @@ def _builder(
             )
         else:
             summary = (
-                f"{budget.period} period of budget {budget.id} ended on {local_end}; "
+                f"{budget.period} period of budget {budget.id} ended with {last_local_day}; "
                 f"final {budget.signal} {format_amount(total.value(budget.signal), unit)}"
             )
         return AlertRecord(

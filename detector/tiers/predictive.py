@@ -127,7 +127,8 @@ def _builder(
     edge: Decimal,
     limit: Decimal,
 ):  # type: ignore[no-untyped-def]
-    exhausted = forecast.exhaustion_day(job.spent_to_date_usd, limit)
+    spent_out = job.spent_to_date_usd >= limit
+    exhausted = None if spent_out else forecast.exhaustion_day(job.spent_to_date_usd, limit)
     method = forecast.method + (" (low confidence)" if forecast.low_confidence else "")
 
     def build(alert: AlertState, status: Status, now: datetime) -> AlertRecord:
@@ -138,7 +139,12 @@ def _builder(
         )
         if status == "firing":
             over = format_amount(edge - limit, "usd")
-            runs_out = f"; budget projected to run out on {exhausted}" if exhausted else ""
+            if spent_out:
+                runs_out = "; the budget is already used up"
+            elif exhausted:
+                runs_out = f"; budget projected to run out on {exhausted}"
+            else:
+                runs_out = ""
             summary = (
                 f"{job.budget.period} spend forecast for {job.period_end} is "
                 f"{format_amount(forecast.month_end_usd, 'usd')} ({interval}, {method}); "

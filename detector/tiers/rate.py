@@ -196,16 +196,18 @@ def evaluate(
     # A rise needs recent requests. A fall is checked for a day after the last
     # request, so a source that stops is caught within that day.
     idle_limit_s = rule.window_s if rule.direction == "up" else rule.window_s + DAY_S
+    alerts = state.alerts.alerts
     for series_id, series in state.series.items():
         if series_id[0] != rule.series:
             continue
+        last_s = series.newest_s
+        recent = last_s is not None and last_s >= now_s - idle_limit_s
+        if not recent and not alerts:
+            continue  # the common case on a quiet tick: no key to build
         key = make_key(_PREFIX, rule.id, *series_id[1])
-        last_s = series.last_activity_s()
-        if key not in state.alerts.alerts and (
-            last_s is None or last_s < now_s - idle_limit_s
-        ):
+        if not recent and key not in alerts:
             continue
-        record = _evaluate_series(state, rule, series_id, series, key, now)
+        record = _evaluate_series(state, rule, series_id, series, key, now, now_s)
         if record is not None:
             yield record
 
@@ -217,8 +219,8 @@ def _evaluate_series(
     series: BucketSeries,
     key: str,
     now: datetime,
+    now_s: int,
 ) -> AlertRecord | None:
-    now_s = int(now.timestamp())
     current = series.window_total(rule.signal, now_s, rule.window_s)
     tracked = key in state.alerts.alerts
     if not tracked and rule.direction == "up" and current < rule.min_increase:
@@ -258,8 +260,11 @@ def _describe_period(rule: RateOfChangeRule, past: Baseline) -> str:
     names = {WEEK_S: "week", DAY_S: "day", 3600: "hour"}
     name = names.get(rule.baseline_period_s, f"{rule.baseline_period_s} s period")
     if past.periods == 1:
-        return f"same window, previous {name}"
-    return f"same window, median of the previous {past.periods} {name}s"
+        return f"same window a {name} earlier, from hourly totals"
+    return (
+        f"same window, median of the previous {past.periods} {name}s, "
+        "from hourly totals"
+    )
 
 
 def _builder(

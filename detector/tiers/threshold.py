@@ -12,7 +12,12 @@ from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 
-from detector.alerts import UNIT_OF_SIGNAL, AlertRecord, Status, format_amount
+from detector.alerts import (
+    UNIT_OF_SIGNAL,
+    AlertRecord,
+    Status,
+    format_pair,
+)
 from detector.config import ThresholdRule
 from detector.lifecycle import AlertState
 from detector.state import SeriesId, TenantState
@@ -80,10 +85,10 @@ def _builder(
     def build(alert: AlertState, status: Status, now: datetime) -> AlertRecord:
         verb = "is" if status == "firing" else "is back to"
         relation = rule.comparison if status == "firing" else "below"
+        shown, limit = format_pair(value, rule.threshold, unit)
         summary = (
             f"{rule.signal} over the last {_duration(rule.window_s)} {verb} "
-            f"{format_amount(value, unit)} ({relation} "
-            f"{format_amount(rule.threshold, unit)}) for {where}"
+            f"{shown} ({relation} {limit}) for {where}"
         )
         return AlertRecord(
             alert_id=alert.alert_id,

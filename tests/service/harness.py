@@ -105,11 +105,12 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.web_port}"
 
     def start(self) -> ServiceProcess:
-        """Start the worker and wait until /readyz answers 200."""
+        """Start the worker and wait until /readyz returns 200."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.web_port = free_loopback_port()
         environment = {
-            key: value for key, value in os.environ.items()
+            key: value
+            for key, value in os.environ.items()
             if not key.startswith("BURNRATE_")
         }
         environment.update(self._settings())
@@ -147,7 +148,7 @@ class ServiceProcess:
         }
 
     def wait_ready(self, deadline_s: float = READY_DEADLINE_S) -> None:
-        """Poll /readyz until it answers 200; raise with the log if it never does."""
+        """Poll /readyz until it returns 200, else raise with the log tail."""
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
             self._raise_if_exited()
@@ -157,7 +158,9 @@ class ServiceProcess:
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        raise AssertionError(f"{self.name} not ready after {deadline_s} s\n{self.log_tail()}")
+        raise AssertionError(
+            f"{self.name} not ready after {deadline_s} s\n{self.log_tail()}"
+        )
 
     def _raise_if_exited(self) -> None:
         assert self.process is not None
@@ -181,7 +184,9 @@ class ServiceProcess:
         return sum(int(entry[counter]) for entry in partitions)
 
     def wait_for(
-        self, condition: Callable[[dict[str, Any]], bool], what: str,
+        self,
+        condition: Callable[[dict[str, Any]], bool],
+        what: str,
         deadline_s: float = CONSUME_DEADLINE_S,
     ) -> dict[str, Any]:
         """Poll /stats until ``condition`` holds for it and return that document."""
@@ -249,7 +254,9 @@ class ServiceProcess:
             pass
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return (
+            self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        )
 
     def log_tail(self, lines: int = 60) -> str:
         tail = "\n".join(self.log_text().splitlines()[-lines:])
@@ -334,7 +341,9 @@ async def produce(
 ) -> list[tuple[int, int]]:
     """Send records in order, wait for every ack, return (partition, offset) of each."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=5,
         max_request_size=16 * 1024 * 1024,
     )
     await producer.start()
@@ -368,7 +377,7 @@ async def create_topic(
 
 
 def partition_for(key: bytes, partitions: int) -> int:
-    """Return the partition the Kafka default partitioner (murmur2) picks for ``key``."""
+    """Return the partition Kafka's default partitioner (murmur2) picks for ``key``."""
     all_partitions = list(range(partitions))
     return int(DefaultPartitioner()(key, all_partitions, all_partitions))
 
@@ -409,8 +418,10 @@ async def read_topic(
     deadline passes.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False,
-        max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
     )
     await consumer.start()
     try:
@@ -429,8 +440,13 @@ async def read_topic(
             batches = await consumer.getmany(timeout_ms=200)
             for tp, records in batches.items():
                 read.extend(
-                    Consumed(tp.partition, r.offset, r.key, r.value or b"",
-                             {k: bytes(v) for k, v in r.headers})
+                    Consumed(
+                        tp.partition,
+                        r.offset,
+                        r.key,
+                        r.value or b"",
+                        {k: bytes(v) for k, v in r.headers},
+                    )
                     for r in records
                 )
         return read
@@ -457,7 +473,8 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
 
 
 def read_alerts(
-    bootstrap: str, topics: Topics,
+    bootstrap: str,
+    topics: Topics,
     until: Callable[[list[AlertRecord]], bool] | None = None,
     deadline_s: float = CONSUME_DEADLINE_S,
 ) -> list[AlertRecord]:
@@ -469,7 +486,9 @@ def read_alerts(
         def condition(read: list[Consumed]) -> bool:
             return check(_decode_alerts(read))
 
-    records = run(read_topic(bootstrap, topics.alerts, until=condition, deadline_s=deadline_s))
+    records = run(
+        read_topic(bootstrap, topics.alerts, until=condition, deadline_s=deadline_s)
+    )
     return _decode_alerts(records)
 
 
@@ -517,7 +536,9 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     return run(fetch())  # type: ignore[no-any-return]
 
 
-def firing(records: Iterable[AlertRecord], tier: str | None = None) -> list[AlertRecord]:
+def firing(
+    records: Iterable[AlertRecord], tier: str | None = None
+) -> list[AlertRecord]:
     return [
         r for r in records if r.status == "firing" and (tier is None or r.tier == tier)
     ]

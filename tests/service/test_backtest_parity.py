@@ -22,24 +22,52 @@ from tests.service.harness import (
 PARTITIONS = 4
 RULES = {
     "budgets": [
-        {"id": "monthly", "tenant": "*", "period": "monthly", "limit_usd": 400,
-         "thresholds_pct": [50, 80, 100]},
-        {"id": "daily", "tenant": "*", "period": "daily", "limit_usd": 150,
-         "thresholds_pct": [50, 100]},
+        {
+            "id": "monthly",
+            "tenant": "*",
+            "period": "monthly",
+            "limit_usd": 400,
+            "thresholds_pct": [50, 80, 100],
+        },
+        {
+            "id": "daily",
+            "tenant": "*",
+            "period": "daily",
+            "limit_usd": 150,
+            "thresholds_pct": [50, 100],
+        },
     ],
     "rules": [
-        {"id": "hourly-spend", "tier": "absolute", "signal": "spend", "window": "1h",
-         "threshold": 60, "repeat_interval": "20m"},
-        {"id": "five-minute-spend", "tier": "absolute", "signal": "spend",
-         "window": "5m", "threshold": 12, "for": "2m"},
-        {"id": "hourly-tokens", "tier": "absolute", "signal": "tokens",
-         "series": ["tenant", "feature"], "window": "1h", "threshold": 40000},
+        {
+            "id": "hourly-spend",
+            "tier": "absolute",
+            "signal": "spend",
+            "window": "1h",
+            "threshold": 60,
+            "repeat_interval": "20m",
+        },
+        {
+            "id": "five-minute-spend",
+            "tier": "absolute",
+            "signal": "spend",
+            "window": "5m",
+            "threshold": 12,
+            "for": "2m",
+        },
+        {
+            "id": "hourly-tokens",
+            "tier": "absolute",
+            "signal": "tokens",
+            "series": ["tenant", "feature"],
+            "window": "1h",
+            "threshold": 40000,
+        },
     ],
 }
 
 
 def _events(now: datetime) -> list[dict[str, object]]:
-    """Return three hours of traffic for eight tenants in time order, ending 5 min ago."""
+    """Return three hours of traffic of eight tenants in time order, to 5 min ago."""
     rng = random.Random(7)
     start = now - timedelta(hours=3)
     documents = []
@@ -50,19 +78,33 @@ def _events(now: datetime) -> list[dict[str, object]]:
         # Bursts make windows cross their thresholds and fall back again.
         burst = 1 + 4 * (rng.random() < 0.05)
         cost = f"{rng.uniform(0.05, 1.5) * burst:.4f}"
-        documents.append(event(
-            tenant, moment, cost, request_id=f"req-{index}",
-            feature=rng.choice(["chat", "search"]),
-            **{"gen_ai.usage.input_tokens": rng.randrange(100, 3000)},
-        ))
+        documents.append(
+            event(
+                tenant,
+                moment,
+                cost,
+                request_id=f"req-{index}",
+                feature=rng.choice(["chat", "search"]),
+                **{"gen_ai.usage.input_tokens": rng.randrange(100, 3000)},
+            )
+        )
         moment += timedelta(seconds=rng.randrange(1, 12))
         index += 1
     return documents
 
 
 def _key(record: AlertRecord) -> tuple[object, ...]:
-    return (record.alert_id, record.status, record.tier, record.rule_id, record.tenant,
-            str(record.observed), str(record.threshold), record.event_time, record.repeat)
+    return (
+        record.alert_id,
+        record.status,
+        record.tier,
+        record.rule_id,
+        record.tenant,
+        str(record.observed),
+        str(record.threshold),
+        record.event_time,
+        record.repeat,
+    )
 
 
 def test_service_matches_backtest(make_worker: WorkerFactory, tmp_path: Path) -> None:
@@ -75,13 +117,17 @@ def test_service_matches_backtest(make_worker: WorkerFactory, tmp_path: Path) ->
     rules = load_rules(write_rules(tmp_path / "parity-rules", RULES))
     # Ticks from the wall clock would move event time between two batches of
     # records; a long grace keeps the service on event time alone.
-    worker = make_worker(topics, RULES, partitions=PARTITIONS,
-                         env={"BURNRATE_TICK_GRACE_S": "3600"})
+    worker = make_worker(
+        topics, RULES, partitions=PARTITIONS, env={"BURNRATE_TICK_GRACE_S": "3600"}
+    )
 
     expected = replay(rules, [events_path]).records
     worker.start()
-    produced = send(worker.bootstrap, topics.events,
-                    [(str(doc["tenant"]).encode(), encode(doc)) for doc in documents])
+    produced = send(
+        worker.bootstrap,
+        topics.events,
+        [(str(doc["tenant"]).encode(), encode(doc)) for doc in documents],
+    )
     worker.wait_records(len(documents), deadline_s=60)
     # The end point: the last event time every partition has reached.
     last_by_partition: dict[int, datetime] = {}
@@ -90,8 +136,9 @@ def test_service_matches_backtest(make_worker: WorkerFactory, tmp_path: Path) ->
     end = min(last_by_partition.values())
     wanted = [r for r in expected if r.event_time <= end]
     # Read for a few seconds: the alerts of handled records are all out by then.
-    actual = read_alerts(worker.bootstrap, topics, until=lambda read: False,
-                         deadline_s=3.0)
+    actual = read_alerts(
+        worker.bootstrap, topics, until=lambda read: False, deadline_s=3.0
+    )
 
     assert len(wanted) >= 20, "the traffic should fire a fair number of alerts"
     assert {r.tier for r in wanted} == {"absolute"}

@@ -29,7 +29,9 @@ Case = tuple[bytes, str]  # record value, expected dead-letter reason
 
 def _good(rng: random.Random, now: datetime, index: int) -> bytes:
     moment = now - timedelta(minutes=rng.randrange(1, 120))
-    return encode(event(f"tenant-{index % 25}", moment, "0.01", request_id=f"good-{index}"))
+    return encode(
+        event(f"tenant-{index % 25}", moment, "0.01", request_id=f"good-{index}")
+    )
 
 
 def _tenant_of(value: bytes) -> bytes:
@@ -49,6 +51,7 @@ def _document(now: datetime, **changes: Any) -> dict[str, Any]:
 
 def _bad_cases(rng: random.Random, now: datetime) -> list[Case]:
     """Return malformed records of every kind with the reason each must get."""
+
     def as_json(**changes: Any) -> bytes:
         return json.dumps(_document(now, **changes)).encode()
 
@@ -75,14 +78,16 @@ def _bad_cases(rng: random.Random, now: datetime) -> list[Case]:
     # Two malformed records of 2 MiB (below the decoder limit, above Kafka's
     # default 1 MiB record limit) and three above the decoder limit.
     cases += [(b"{" + b"x" * (2 * 1024 * 1024), "invalid_json") for _ in range(2)]
-    cases += [(b"[" + b" " * (MAX_RECORD_BYTES + 10) + b"]", "oversized") for _ in range(3)]
+    cases += [
+        (b"[" + b" " * (MAX_RECORD_BYTES + 10) + b"]", "oversized") for _ in range(3)
+    ]
     return cases
 
 
 def test_fuzz_dead_letters_every_bad_record(
     make_worker: WorkerFactory, kafka_bootstrap: str
 ) -> None:
-    """Every good event is counted and every bad record is dead-lettered with its reason."""
+    """Every good event is counted; each bad record is dead-lettered with its reason."""
     topics = Topics.unique("fuzz")
     rng = random.Random(20261204)
     now = datetime.now(UTC).replace(microsecond=0)
@@ -97,22 +102,42 @@ def test_fuzz_dead_letters_every_bad_record(
     rng.shuffle(records)
     bad_count = len(bad) + len(unkeyed)
     record_limit = str(2 * MAX_RECORD_BYTES)
-    run(create_topic(kafka_bootstrap, topics.events, PARTITIONS,
-                     {"max.message.bytes": record_limit}))
-    worker = make_worker(topics, {"budgets": [{"id": "monthly", "limit_usd": 100}]},
-                         partitions=PARTITIONS)
+    run(
+        create_topic(
+            kafka_bootstrap,
+            topics.events,
+            PARTITIONS,
+            {"max.message.bytes": record_limit},
+        )
+    )
+    worker = make_worker(
+        topics,
+        {"budgets": [{"id": "monthly", "limit_usd": 100}]},
+        partitions=PARTITIONS,
+    )
 
     worker.start()
     produced = send(kafka_bootstrap, topics.events, [(k, v) for k, v, _ in records])
-    worker.wait_for(lambda doc: worker.total("records") >= len(records),
-                    f"{len(records)} records", deadline_s=90)
-    dead = run(read_topic(kafka_bootstrap, topics.dead_letter,
-                          until=lambda read: len(read) >= bad_count, deadline_s=60))
+    worker.wait_for(
+        lambda doc: worker.total("records") >= len(records),
+        f"{len(records)} records",
+        deadline_s=90,
+    )
+    dead = run(
+        read_topic(
+            kafka_bootstrap,
+            topics.dead_letter,
+            until=lambda read: len(read) >= bad_count,
+            deadline_s=60,
+        )
+    )
     health = worker.get("/healthz")
 
     expected = {
         f"{topics.events}/{partition}/{offset}": (value, reason)
-        for (partition, offset), (_, value, reason) in zip(produced, records, strict=True)
+        for (partition, offset), (_, value, reason) in zip(
+            produced, records, strict=True
+        )
         if reason
     }
     assert worker.total("events") == GOOD_COUNT, json.dumps(worker.stats())

@@ -7,28 +7,38 @@ from datetime import timedelta
 from tests.service.conftest import WorkerFactory
 from tests.service.harness import (
     Topics,
+    committed_offsets,
     event,
     hour_start,
     keyed,
     run,
     send,
-    committed_offsets,
 )
 
 RULES = {
     "budgets": [
-        {"id": "monthly", "tenant": "*", "period": "monthly", "limit_usd": 1000,
-         "thresholds_pct": [100]},
+        {
+            "id": "monthly",
+            "tenant": "*",
+            "period": "monthly",
+            "limit_usd": 1000,
+            "thresholds_pct": [100],
+        },
     ],
     "rules": [
-        {"id": "hourly-spend", "tier": "absolute", "signal": "spend", "window": "1h",
-         "threshold": 100},
+        {
+            "id": "hourly-spend",
+            "tier": "absolute",
+            "signal": "spend",
+            "window": "1h",
+            "threshold": 100,
+        },
     ],
 }
 
 
 def test_startup_log_and_health_pages(make_worker: WorkerFactory) -> None:
-    """Startup logs the topics, partition count and rules; /healthz and /readyz answer."""
+    """Startup logs topics, partitions and rules; /healthz and /readyz return 200."""
     topics = Topics.unique("startup")
     worker = make_worker(topics, RULES, partitions=3)
 
@@ -49,9 +59,11 @@ def test_startup_log_and_health_pages(make_worker: WorkerFactory) -> None:
 
 
 def test_sigterm_commits_so_restart_reads_nothing(make_worker: WorkerFactory) -> None:
-    """After SIGTERM the group offsets are at the end and a restart reads only new records."""
+    """After SIGTERM the offsets are at the end; a restart reads only new records."""
     topics = Topics.unique("sigterm")
-    first = make_worker(topics, RULES, name="first", env={"BURNRATE_COMMIT_INTERVAL_S": "30"})
+    first = make_worker(
+        topics, RULES, name="first", env={"BURNRATE_COMMIT_INTERVAL_S": "30"}
+    )
     second = make_worker(topics, RULES, name="second")
     start = hour_start(2)
     documents = [
@@ -70,7 +82,8 @@ def test_sigterm_commits_so_restart_reads_nothing(make_worker: WorkerFactory) ->
     second.start()
     send(second.bootstrap, topics.events, keyed([event("tenant-0", start, "2.00")]))
     stats = second.wait_for(
-        lambda doc: sum(p["records"] for p in doc["partitions"].values()) >= 1, "1 record"
+        lambda doc: sum(p["records"] for p in doc["partitions"].values()) >= 1,
+        "1 record",
     )
 
     assert exit_code == 0

@@ -6,19 +6,17 @@ application id on the same topics, so the partitions and their state move.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from collections import Counter
-
-from detector.alerts import AlertRecord
 
 import msgspec
 
+from detector.alerts import AlertRecord
 from tests.service.conftest import WorkerFactory
 from tests.service.harness import (
     Topics,
-    end_offsets,
     event,
     firing,
     hour_start,
@@ -63,15 +61,30 @@ def test_sigkill_moves_state_to_next_worker(make_worker: WorkerFactory) -> None:
     zone = _zone_with_room(base, timedelta(hours=11))
     rules = {
         "tenants": [{"id": "acme", "timezone": zone}],
-        "budgets": [{"id": "monthly", "tenant": "*", "period": "monthly",
-                     "limit_usd": 1000, "thresholds_pct": [100]}],
-        "rules": [{"id": "hourly-spend", "tier": "absolute", "signal": "spend",
-                   "window": "1h", "threshold": 100}],
+        "budgets": [
+            {
+                "id": "monthly",
+                "tenant": "*",
+                "period": "monthly",
+                "limit_usd": 1000,
+                "thresholds_pct": [100],
+            }
+        ],
+        "rules": [
+            {
+                "id": "hourly-spend",
+                "tier": "absolute",
+                "signal": "spend",
+                "window": "1h",
+                "threshold": 100,
+            }
+        ],
     }
     # $900 earlier this month as ten $90 requests 61 minutes apart, so no hour
     # reaches $100 before 10:40.
     earlier = [
-        event("acme", base - timedelta(minutes=61 * i), "90.00") for i in range(10, 0, -1)
+        event("acme", base - timedelta(minutes=61 * i), "90.00")
+        for i in range(10, 0, -1)
     ]
     on_a = [
         event("acme", base + timedelta(minutes=5), "40.00"),  # 10:05
@@ -87,8 +100,11 @@ def test_sigkill_moves_state_to_next_worker(make_worker: WorkerFactory) -> None:
     alerts_from_a = read_alerts(worker_a.bootstrap, topics)
     worker_a.kill()  # "10:25"
     worker_b.start()
-    send(worker_b.bootstrap, topics.events,
-         keyed([event("acme", base + timedelta(minutes=40), "35.00")]))  # 10:40
+    send(
+        worker_b.bootstrap,
+        topics.events,
+        keyed([event("acme", base + timedelta(minutes=40), "35.00")]),
+    )  # 10:40
     alerts = read_alerts(worker_b.bootstrap, topics, until=lambda r: len(r) >= 2)
     worker_b.wait_records(1)
 
@@ -109,12 +125,19 @@ def test_sigkill_moves_state_to_next_worker(make_worker: WorkerFactory) -> None:
 
 
 def test_redelivery_before_commit_counts_once(make_worker: WorkerFactory) -> None:
-    """Three $2 events redelivered after a kill before the commit: $101.00, one alert."""
+    """Three $2 events redelivered after a kill before the commit: $101.00, 1 alert."""
     topics = Topics.unique("redeliver")
     base = hour_start(2)
     rules = {
-        "budgets": [{"id": "monthly", "tenant": "capped", "period": "monthly",
-                     "limit_usd": 100, "thresholds_pct": [100]}],
+        "budgets": [
+            {
+                "id": "monthly",
+                "tenant": "capped",
+                "period": "monthly",
+                "limit_usd": 100,
+                "thresholds_pct": [100],
+            }
+        ],
     }
     slow_commit = {"BURNRATE_COMMIT_INTERVAL_S": "30"}
     first = make_worker(topics, rules, name="first")
@@ -150,17 +173,24 @@ def test_redelivery_before_commit_counts_once(make_worker: WorkerFactory) -> Non
     assert budget_alerts[0].observed == Decimal("101.00")
 
 
-def _wait_snapshot_offset(bootstrap: str, topics: Topics, tenant: str, offset: int) -> None:
-    """Wait until the tenant's latest snapshot in the changelog has applied ``offset``."""
+def _wait_snapshot_offset(
+    bootstrap: str, topics: Topics, tenant: str, offset: int
+) -> None:
+    """Wait until the tenant's latest snapshot in the changelog includes ``offset``."""
     import time
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         snapshot = _snapshots(bootstrap, topics).get(tenant)
-        if snapshot is not None and msgspec.msgpack.decode(snapshot)["applied_offset"] >= offset:
+        if (
+            snapshot is not None
+            and msgspec.msgpack.decode(snapshot)["applied_offset"] >= offset
+        ):
             return
         time.sleep(0.2)
-    raise AssertionError(f"no snapshot of {tenant} with offset {offset} in the changelog")
+    raise AssertionError(
+        f"no snapshot of {tenant} with offset {offset} in the changelog"
+    )
 
 
 def _committed(bootstrap: str, topics: Topics, partition: int) -> int:
@@ -170,20 +200,31 @@ def _committed(bootstrap: str, topics: Topics, partition: int) -> int:
 
 
 def test_redelivered_batch_changes_no_total(make_worker: WorkerFactory) -> None:
-    """15,000 events produced a second time with the same request ids change no total."""
+    """15,000 events produced again with the same request ids change no total."""
     topics = Topics.unique("resend")
     base = hour_start(1)
     rules = {
-        "budgets": [{"id": "monthly", "tenant": "*", "period": "monthly",
-                     "limit_usd": 1000, "thresholds_pct": [50, 100]}],
+        "budgets": [
+            {
+                "id": "monthly",
+                "tenant": "*",
+                "period": "monthly",
+                "limit_usd": 1000,
+                "thresholds_pct": [50, 100],
+            }
+        ],
     }
     tenants = [f"bulk-{n}" for n in range(15)]
     records = []
     for index in range(150):
         tenant = tenants[index % 15]
         batch = [
-            event(tenant, base + timedelta(seconds=index * 10 + j // 10), "0.01",
-                  request_id=f"{tenant}-{index}-{j}")
+            event(
+                tenant,
+                base + timedelta(seconds=index * 10 + j // 10),
+                "0.01",
+                request_id=f"{tenant}-{index}-{j}",
+            )
             for j in range(100)
         ]
         records.append((tenant.encode(), _encode_batch(batch)))
@@ -195,7 +236,9 @@ def test_redelivered_batch_changes_no_total(make_worker: WorkerFactory) -> None:
     before = latest_budget_state(worker.bootstrap, topics)
     spend_before = worker.stats()
     send(worker.bootstrap, topics.events, records)
-    worker.wait_for(lambda doc: worker.total("duplicates") >= 15_000, "15,000 duplicates")
+    worker.wait_for(
+        lambda doc: worker.total("duplicates") >= 15_000, "15,000 duplicates"
+    )
     after = latest_budget_state(worker.bootstrap, topics)
     spend_after = worker.stats()
 
@@ -217,14 +260,28 @@ def _encode_batch(documents: list[dict[str, Any]]) -> bytes:
 
 
 def test_restart_with_tenants_in_breach(make_worker: WorkerFactory) -> None:
-    """A restart sends nothing for 40 alerted tenants and one alert for a new crossing."""
+    """A restart sends nothing for 40 alerted tenants and 1 alert for a new crossing."""
     topics = Topics.unique("breach")
     base = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
     rules = {
-        "budgets": [{"id": "monthly", "tenant": "*", "period": "monthly",
-                     "limit_usd": 10, "thresholds_pct": [100]}],
-        "rules": [{"id": "hourly-spend", "tier": "absolute", "signal": "spend",
-                   "window": "1h", "threshold": 10}],
+        "budgets": [
+            {
+                "id": "monthly",
+                "tenant": "*",
+                "period": "monthly",
+                "limit_usd": 10,
+                "thresholds_pct": [100],
+            }
+        ],
+        "rules": [
+            {
+                "id": "hourly-spend",
+                "tier": "absolute",
+                "signal": "spend",
+                "window": "1h",
+                "threshold": 10,
+            }
+        ],
     }
     breached = [f"over-{n}" for n in range(40)]
     crosser_first = event("crosser", base - timedelta(hours=2), "8.00")
@@ -245,12 +302,15 @@ def test_restart_with_tenants_in_breach(make_worker: WorkerFactory) -> None:
     second.start()
     second.wait_records(21)
     expected = len(before) + 1
-    after = read_alerts(second.bootstrap, topics, until=lambda r: len(r) > expected,
-                        deadline_s=5.0)
+    after = read_alerts(
+        second.bootstrap, topics, until=lambda r: len(r) > expected, deadline_s=5.0
+    )
 
     assert len(before) == 80
     assert {r.tenant for r in before} == set(breached)
-    new_keys = Counter(_identity(r) for r in after) - Counter(_identity(r) for r in before)
+    new_keys = Counter(_identity(r) for r in after) - Counter(
+        _identity(r) for r in before
+    )
     new = [r for r in after if _identity(r) in new_keys]
     assert len(new) == 1, new
     assert new[0].tenant == "crosser"
@@ -265,10 +325,19 @@ def _identity(record: AlertRecord) -> tuple[str, str, int]:
 
 
 def test_snapshot_stays_bounded_across_restarts(make_worker: WorkerFactory) -> None:
-    """9,000 requests over three worker lifetimes keep at most 1,000 ids in the snapshot."""
+    """9,000 requests over three worker lifetimes keep at most 1,000 stored ids."""
     topics = Topics.unique("bounded")
-    rules = {"budgets": [{"id": "monthly", "tenant": "*", "period": "monthly",
-                          "limit_usd": 100000, "thresholds_pct": [100]}]}
+    rules = {
+        "budgets": [
+            {
+                "id": "monthly",
+                "tenant": "*",
+                "period": "monthly",
+                "limit_usd": 100000,
+                "thresholds_pct": [100],
+            }
+        ]
+    }
     capped = {"BURNRATE_DEDUP_MAX_IDS_PER_TENANT": "1000"}
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=50)
     sizes: list[int] = []
@@ -282,8 +351,12 @@ def test_snapshot_stays_bounded_across_restarts(make_worker: WorkerFactory) -> N
         for batch in range(30):
             first = lifetime * 3000 + batch * 100
             documents = [
-                event("busy", start + timedelta(seconds=(first + j) // 4), "0.01",
-                      request_id=f"busy-request-{first + j:06d}")
+                event(
+                    "busy",
+                    start + timedelta(seconds=(first + j) // 4),
+                    "0.01",
+                    request_id=f"busy-request-{first + j:06d}",
+                )
                 for j in range(100)
             ]
             records.append((b"busy", _encode_batch(documents)))

@@ -21,8 +21,15 @@ from tests.service.harness import (
 
 PARTITIONS = 4
 RULES = {
-    "budgets": [{"id": "monthly", "tenant": "*", "period": "monthly",
-                 "limit_usd": 100, "thresholds_pct": [50, 100]}],
+    "budgets": [
+        {
+            "id": "monthly",
+            "tenant": "*",
+            "period": "monthly",
+            "limit_usd": 100,
+            "thresholds_pct": [50, 100],
+        }
+    ],
 }
 
 
@@ -43,21 +50,34 @@ def test_two_workers_share_then_hand_over(make_worker: WorkerFactory) -> None:
 
     first.start()
     second.start()
-    send(first.bootstrap, topics.events,
-         keyed([event(t, base, "60.00") for t in tenants]))  # crosses 50 %
+    send(
+        first.bootstrap,
+        topics.events,
+        keyed([event(t, base, "60.00") for t in tenants]),
+    )  # crosses 50 %
     half = read_alerts(first.bootstrap, topics, until=lambda r: len(r) >= len(tenants))
     owned_first = _owned(first.wait_for(lambda d: d["partitions"] != {}, "partitions"))
-    owned_second = _owned(second.wait_for(lambda d: d["partitions"] != {}, "partitions"))
+    owned_second = _owned(
+        second.wait_for(lambda d: d["partitions"] != {}, "partitions")
+    )
     second.stop()
-    send(first.bootstrap, topics.events,
-         keyed([event(t, base + timedelta(minutes=5), "40.00") for t in tenants]))
-    alerts = read_alerts(first.bootstrap, topics,
-                         until=lambda r: len(r) >= 2 * len(tenants))
+    send(
+        first.bootstrap,
+        topics.events,
+        keyed([event(t, base + timedelta(minutes=5), "40.00") for t in tenants]),
+    )
+    alerts = read_alerts(
+        first.bootstrap, topics, until=lambda r: len(r) >= 2 * len(tenants)
+    )
     first.wait_for(lambda d: first.total("events") >= len(tenants), "second round")
     after_stop = first.stats()
     # Anything sent twice would arrive by now: the worker is idle.
-    alerts = read_alerts(first.bootstrap, topics, until=lambda r: len(r) > 2 * len(tenants),
-                         deadline_s=3.0)
+    alerts = read_alerts(
+        first.bootstrap,
+        topics,
+        until=lambda r: len(r) > 2 * len(tenants),
+        deadline_s=3.0,
+    )
     state = latest_budget_state(first.bootstrap, topics)
 
     assert len(half) == len(tenants)

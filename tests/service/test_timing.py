@@ -28,28 +28,53 @@ PARTITIONS = 4
 # is about a minute of wall time away.
 PROMPT_S = 10.0
 RULES = {
-    "budgets": [{"id": "monthly", "tenant": "*", "period": "monthly",
-                 "limit_usd": 1000, "thresholds_pct": [100]}],
+    "budgets": [
+        {
+            "id": "monthly",
+            "tenant": "*",
+            "period": "monthly",
+            "limit_usd": 1000,
+            "thresholds_pct": [100],
+        }
+    ],
     "rules": [
-        {"id": "spend-per-minute", "tier": "absolute", "signal": "spend",
-         "window": "1m", "threshold": 10},
-        {"id": "spend-per-10m", "tier": "absolute", "signal": "spend",
-         "window": "10m", "threshold": 4, "tenants": ["late-*"]},
+        {
+            "id": "spend-per-minute",
+            "tier": "absolute",
+            "signal": "spend",
+            "window": "1m",
+            "threshold": 10,
+        },
+        {
+            "id": "spend-per-10m",
+            "tier": "absolute",
+            "signal": "spend",
+            "window": "10m",
+            "threshold": 4,
+            "tenants": ["late-*"],
+        },
     ],
 }
 TENANTS = keys_on_distinct_partitions("quiet", PARTITIONS, 3)
 
 
 @pytest.fixture(scope="module")
-def worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+def worker(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
     """One worker shared by the tests of this module, which use separate tenants."""
     folder: Path = tmp_path_factory.mktemp("timing")
     topics = Topics.unique("timing")
     rules = dict(RULES)
-    rules["rules"] = [dict(RULES["rules"][0]),  # type: ignore[index]
-                      dict(RULES["rules"][1], tenants=[TENANTS[2]])]  # type: ignore[index]
+    rules["rules"] = [
+        dict(RULES["rules"][0]),  # type: ignore[index]
+        dict(RULES["rules"][1], tenants=[TENANTS[2]]),
+    ]  # type: ignore[index]
     process = ServiceProcess(
-        kafka_bootstrap, topics, write_rules(folder / "rules", rules), folder,
+        kafka_bootstrap,
+        topics,
+        write_rules(folder / "rules", rules),
+        folder,
         partitions=PARTITIONS,
     )
     process.start()
@@ -68,7 +93,10 @@ def test_fires_on_event_on_two_partitions(worker: ServiceProcess) -> None:
 
     send(worker.bootstrap, worker.topics.events, keyed(documents))
     alerts = read_alerts(
-        worker.bootstrap, worker.topics, until=lambda r: len(r) >= 2, deadline_s=PROMPT_S
+        worker.bootstrap,
+        worker.topics,
+        until=lambda r: len(r) >= 2,
+        deadline_s=PROMPT_S,
     )
 
     by_tenant = {r.tenant: r for r in alerts if r.rule_id == "spend-per-minute"}
@@ -85,7 +113,9 @@ def test_late_events_counted_in_month(worker: ServiceProcess) -> None:
     tenant = TENANTS[2]
     documents = [
         event(tenant, base + timedelta(minutes=10), "1.00"),  # watermark 10:10
-        event(tenant, base + timedelta(minutes=6), "3.00"),  # 4 min late: window 10:00-10:10
+        event(
+            tenant, base + timedelta(minutes=6), "3.00"
+        ),  # 4 min late: window 10:00-10:10
         event(tenant, base, "5.00"),  # 10 min late, beyond the 5 min bound
     ]
     late_before = worker.total("late")
@@ -93,8 +123,10 @@ def test_late_events_counted_in_month(worker: ServiceProcess) -> None:
     send(worker.bootstrap, worker.topics.events, keyed(documents))
     worker.wait_for(lambda doc: worker.total("late") > late_before, "a late event")
     alerts = read_alerts(
-        worker.bootstrap, worker.topics,
-        until=lambda r: any(a.tenant == tenant for a in r), deadline_s=PROMPT_S,
+        worker.bootstrap,
+        worker.topics,
+        until=lambda r: any(a.tenant == tenant for a in r),
+        deadline_s=PROMPT_S,
     )
     state = latest_budget_state(worker.bootstrap, worker.topics)[tenant]
 
