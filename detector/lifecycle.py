@@ -38,9 +38,12 @@ RecordBuilder = Callable[[AlertState, Status, datetime], AlertRecord]
 class Lifecycle:
     """The alert episodes of one tenant, keyed by rule, series and episode part."""
 
-    __slots__ = ("alerts",)
+    __slots__ = ("tenant", "alerts")
 
-    def __init__(self) -> None:
+    def __init__(self, tenant: str) -> None:
+        # The tenant is part of every alert id: two tenants crossing the same
+        # budget in the same second must not share one id at the receivers.
+        self.tenant = tenant
         self.alerts: dict[str, AlertState] = {}
 
     def update(
@@ -68,7 +71,9 @@ class Lifecycle:
             return build(state, "resolved", now)
 
         if state is None:
-            state = AlertState(alert_id(key, now.isoformat()), "pending", now)
+            state = AlertState(
+                alert_id(self.tenant, key, now.isoformat()), "pending", now
+            )
             self.alerts[key] = state
         state.last_active_at = now
         if state.status == "pending":

@@ -83,7 +83,7 @@ class TenantState:
         self.periods: dict[str, dict[datetime, PeriodTotal]] = {}
         self.daily_usd: dict[date, Decimal] = {}
         self.seen_ids: OrderedDict[str, int] = OrderedDict()
-        self.alerts = Lifecycle()
+        self.alerts = Lifecycle(tenant)
         self.fitted_day: dict[str, date] = {}
         # The earliest end of a period with a firing budget alert, for resolving.
         self.budget_alert_end_s: int | None = None

@@ -198,3 +198,20 @@ def test_budget_alert_says_what_on_call_needs() -> None:
     assert record.runbook_url == "https://runbooks.example.com/budget"
     assert "$150.00" in record.summary
     assert "100% of the $100.00 budget" in record.summary
+
+
+def test_alert_ids_differ_between_tenants() -> None:
+    """Two tenants crossing the same budget in the same second get distinct ids."""
+    engine = engine_for({"budgets": [{"id": "monthly", "limit_usd": "10"}]})
+
+    records = run(
+        engine,
+        [
+            spend("acme", "2026-05-04T10:00:00Z", "12"),
+            spend("globex", "2026-05-04T10:00:00Z", "12"),
+        ],
+    )
+
+    ids = [record.alert_id for record in firing(records)]
+    assert len(ids) == 2
+    assert ids[0] != ids[1]

@@ -27,10 +27,8 @@ from detector.ruleload import rule_files
 
 logger = logging.getLogger("burnrate.reload")
 
-# TODO: build_app does not start a RulesReloader yet, so a running service only
-# reloads once it does; tests/service/test_reload.py on the real broker ends this.
-
 Publish = Callable[[list[AlertRecord]], Awaitable[None]]
+Adopt = Callable[[RuleSet], None]
 Signature = tuple[tuple[str, int, int], ...]
 
 
@@ -51,7 +49,11 @@ def folder_signature(path: Path) -> Signature:
 
 
 class RulesReloader:
-    """Reload the rules at ``path`` into the engines that ``engines`` returns."""
+    """Reload the rules at ``path`` into the engines that ``engines`` returns.
+
+    ``adopt`` receives every accepted rule set before the engines do, so the
+    owner of the engines can create later ones with it.
+    """
 
     def __init__(
         self,
@@ -60,12 +62,14 @@ class RulesReloader:
         engines: Callable[[], Iterable[Engine]],
         publish: Publish,
         interval_s: float = 5.0,
+        adopt: Adopt | None = None,
     ) -> None:
         self.path = path
         self.rules = rules
         self.engines = engines
         self.publish = publish
         self.interval_s = interval_s
+        self.adopt = adopt
         self.reloads = 0
         self.rejected = 0
         self._signature = folder_signature(path)
@@ -105,6 +109,8 @@ class RulesReloader:
             return [rejected_record(self.path, decision.problems, now)]
         self.reloads += 1
         self.rules = decision.ruleset
+        if self.adopt is not None:
+            self.adopt(decision.ruleset)
         records: list[AlertRecord] = []
         for engine in self.engines():
             records.extend(engine.replace_rules(decision.ruleset))

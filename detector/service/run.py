@@ -43,6 +43,10 @@ async def ensure_topics(settings: ServiceSettings) -> None:
                 topic_configs={"cleanup.policy": "compact"},
             ),
         ]
+        if settings.otlp_topic:
+            wanted.append(
+                NewTopic(settings.otlp_topic, settings.partitions, settings.replication_factor)
+            )
         missing = [topic for topic in wanted if topic.name not in existing]
         if missing:
             try:

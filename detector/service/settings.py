@@ -36,13 +36,18 @@ class ServiceSettings(BaseSettings):
     # Events whose time is further ahead of the wall clock are rejected: a
     # clock error upstream must not move a partition's watermark into the future.
     max_future_s: int = Field(default=3600, ge=0)
-    # Events older than this are rejected: they are outside every window and
-    # budget period the rules can have, so a replayed archive or a clock
-    # stuck at the epoch cannot reopen long-closed periods.
+    # Events older than this are rejected, so a replayed archive or a clock
+    # stuck at the epoch cannot reopen long-closed budget periods. The default
+    # covers the current and the previous calendar month; a rate-of-change
+    # baseline of more than five weeks reaches further back than it.
     max_past_s: int = Field(default=40 * 86400, ge=3600)
     dedup_horizon_s: int = Field(default=3600, ge=60)
     dedup_max_ids_per_tenant: int = Field(default=50_000, ge=100)
-    batch_max_records: int = Field(default=500, ge=1)
+    # A batch ends after this many records or batch_within_s, whichever comes
+    # first. Snapshots are written once per batch for every tenant it touched,
+    # so a worker catching up on a backlog gains from large batches, while a
+    # quiet one still hands each record over within batch_within_s.
+    batch_max_records: int = Field(default=5000, ge=1)
     batch_within_s: float = Field(default=0.2, gt=0)
     commit_interval_s: float = Field(default=1.0, gt=0)
     # A partition whose end offset moves while its position does not, for this
@@ -76,3 +81,13 @@ class ServiceSettings(BaseSettings):
     # Upper limit of distinct values per metric label; the catalogue may set a
     # lower one. Values beyond it are exported as "other".
     metrics_max_label_values: int = Field(default=200, ge=1)
+    # The topic the OpenTelemetry Collector's Kafka exporter writes; empty means
+    # no OTLP input. Its spans are re-keyed by tenant onto the events topic.
+    otlp_topic: str = ""
+    otlp_encoding: Literal["otlp_proto", "otlp_json"] = "otlp_proto"
+    # Comma-separated attribute references, "resource:NAME" or "span:NAME", in
+    # order of preference: where a span's tenant, feature, route and region are.
+    otlp_tenant: str = "resource:tenant.id"
+    otlp_feature: str = ""
+    otlp_route: str = ""
+    otlp_region: str = ""

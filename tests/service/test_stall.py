@@ -1,9 +1,8 @@
-"""The stall alert, on a fake monotonic clock.
+"""The stall alert, driven with a fake monotonic clock.
 
-A stall needs a partition whose handling blocks while records keep arriving.
-The service handles every partition in one agent, so blocking one partition on
-the real broker blocks all of them and the timer that checks for stalls with
-them; these tests drive ``StallWatch`` directly instead.
+The service handles every partition in one agent, so on the real broker one
+partition cannot be held back while another keeps moving, which is the case a
+stall alert is for. These tests drive ``StallWatch`` directly instead.
 """
 
 from __future__ import annotations
