@@ -212,6 +212,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = ServiceSettings()
     rules_path = args.rules or settings.rules
+    # The reloader watches settings.rules, so it must be the folder loaded here.
+    settings = settings.model_copy(update={"rules": rules_path})
     try:
         rules = load_rules(rules_path)
     except RuleError as error:

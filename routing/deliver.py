@@ -11,7 +11,9 @@ that ``burnrate backtest`` writes instead, and follows it as it grows.
 Settings come from ``BURNRATE_*`` variables (``routing.settings``). The
 routing file is ``routing.yaml`` in the rules folder, or the file that
 ``--rules`` names. Exit status: 0 after SIGTERM or SIGINT, 1 when the routing
-file is invalid or delivery fails, 2 on invalid settings.
+file is invalid, the metrics port cannot be opened or delivery fails, 2 on
+invalid settings. With ``BURNRATE_ROUTING_METRICS_PORT`` set, the process
+serves its Prometheus metrics (``routing.metrics``) on that port.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from routing.clock import SystemClock
 from routing.config import RoutingConfig
 from routing.delivery import build_dispatcher
 from routing.load import load_routing
+from routing.metrics import DeliveryMetrics, MetricsServer
 from routing.outbox import FileOutbox, Outbox
 from routing.settings import DeliverSettings
 
@@ -105,7 +108,7 @@ async def _deliver(
         loop.add_signal_handler(number, _request_stop, number, stop)
     if alerts_file is not None:
         logger.info("reading alert records from %s", alerts_file)
-        return await _run(config, FileOutbox(alerts_file), state_dir, stop)
+        return await _run(config, settings, FileOutbox(alerts_file), state_dir, stop)
     return await _deliver_from_kafka(config, settings, state_dir, stop)
 
 
@@ -137,7 +140,7 @@ async def _deliver_from_kafka(
         )
         return 1
     try:
-        return await _run(config, outbox, state_dir, stop)
+        return await _run(config, settings, outbox, state_dir, stop)
     except KafkaError as error:
         logger.error("reading %s failed: %s", settings.alerts_topic, error)
         return 1
@@ -146,12 +149,41 @@ async def _deliver_from_kafka(
 
 
 async def _run(
-    config: RoutingConfig, outbox: Outbox, state_dir: Path, stop: asyncio.Event
+    config: RoutingConfig,
+    settings: DeliverSettings,
+    outbox: Outbox,
+    state_dir: Path,
+    stop: asyncio.Event,
 ) -> int:
-    dispatcher = build_dispatcher(config, outbox, state_dir, SystemClock())
+    metrics = DeliveryMetrics(receiver.name for receiver in config.receivers)
+    server = None
+    if settings.routing_metrics_port:
+        server = _serve_metrics(metrics, settings)
+        if server is None:
+            return 1
+    dispatcher = build_dispatcher(config, outbox, state_dir, SystemClock(), metrics=metrics)
     logger.info("ledger and audit log in %s", state_dir)
-    await dispatcher.run(stop)
+    try:
+        await dispatcher.run(stop)
+    finally:
+        if server is not None:
+            server.close()
     return 0
+
+
+def _serve_metrics(metrics: DeliveryMetrics, settings: DeliverSettings) -> MetricsServer | None:
+    address, port = settings.routing_metrics_address, settings.routing_metrics_port
+    try:
+        server = metrics.serve(port, address)
+    except OSError as error:
+        logger.error(
+            "serving metrics on %s port %d failed: %s "
+            "(check BURNRATE_ROUTING_METRICS_ADDRESS and BURNRATE_ROUTING_METRICS_PORT)",
+            address, port, error,
+        )
+        return None
+    logger.info("serving metrics at http://%s:%d/metrics", address, port)
+    return server
 
 
 def _request_stop(number: int, stop: asyncio.Event) -> None:

@@ -31,7 +31,9 @@ Guarantees, and how they are kept:
 - A repeat of a firing alert is sent only when ``repeat_interval`` has passed
   since the last notification about it, in event time.
 
-Every attempt and every decision not to send is written to the audit log.
+Every attempt and every decision not to send is written to the audit log, and
+every attempt is counted in ``burnrate_notifications_total`` by receiver and
+outcome (``routing.metrics``).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from routing.audit import AuditLog
 from routing.clock import Clock
 from routing.config import RoutingConfig
 from routing.ledger import Ledger, Outcome
+from routing.metrics import DeliveryMetrics
 from routing.outbox import Outbox, OutboxEntry
 from routing.policy import Policy, Target
 from routing.receivers import build_receiver
@@ -138,6 +141,7 @@ class Dispatcher:
         clock: Clock,
         *,
         rng: random.Random | None = None,
+        metrics: DeliveryMetrics | None = None,
     ) -> None:
         self.config = config
         self.policy = Policy(config)
@@ -147,6 +151,7 @@ class Dispatcher:
         self.audit = audit
         self.clock = clock
         self.rng = rng or random.Random()
+        self.metrics = metrics or DeliveryMetrics(self.receivers)
         self.delivery = config.delivery
         self._firing: dict[str, AlertRecord] = {}
         # Records not yet committed, in read order, per outbox lane.
@@ -408,12 +413,14 @@ class Dispatcher:
             self._failed(worker, job, error, latency_ms)
             return
         latency_ms = (time.perf_counter() - started) * 1000
+        self.metrics.count_attempt(job.notification.receiver, "delivered")
         self._audit(job, "delivered", status_code=result.status_code, latency_ms=latency_ms)
         self._finish(job, "delivered", result.detail)
 
     def _failed(self, worker: _Worker, job: _Job, error: DeliveryError, latency_ms: float) -> None:
         now = self.clock.now()
         if not error.retryable:
+            self.metrics.count_attempt(job.notification.receiver, "failed")
             self._audit(job, "failed", status_code=error.status_code,
                         latency_ms=latency_ms, error=error.message)
             logger.error("%s rejected %s permanently: %s", job.notification.receiver,
@@ -434,10 +441,12 @@ class Dispatcher:
                 f"gave up after {job.attempt} attempts over "
                 f"{(now - job.first_attempt_at).total_seconds():.0f}s: {error.message}"
             )
+            self.metrics.count_attempt(job.notification.receiver, "failed")
             self._audit(job, "failed", status_code=error.status_code,
                         latency_ms=latency_ms, error=message)
             self._to_fallback(job, message)
             return
+        self.metrics.count_attempt(job.notification.receiver, "retry")
         self._audit(job, "retry", status_code=error.status_code, latency_ms=latency_ms,
                     error=error.message, retry_in_s=round(delay_s, 3))
         logger.warning("%s: %s failed (attempt %d), retrying in %.1fs: %s",
@@ -577,6 +586,7 @@ def build_dispatcher(
     clock: Clock,
     *,
     rng: random.Random | None = None,
+    metrics: DeliveryMetrics | None = None,
 ) -> Dispatcher:
     """Build a dispatcher with its ledger (``ledger.sqlite``) and audit log (``audit.jsonl``)."""
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -584,4 +594,6 @@ def build_dispatcher(
     receivers = build_receivers(config, redactor)
     ledger = Ledger(state_dir / "ledger.sqlite")
     audit = AuditLog(state_dir / "audit.jsonl", redactor)
-    return Dispatcher(config, receivers, outbox, ledger, audit, clock, rng=rng)
+    return Dispatcher(
+        config, receivers, outbox, ledger, audit, clock, rng=rng, metrics=metrics
+    )

@@ -33,6 +33,10 @@ class DeliverSettings(BaseSettings):
     routing_offset_reset: Literal["earliest", "latest"] = "earliest"
     # How long one read of the alerts topic waits for new records.
     routing_read_wait_s: float = Field(default=1.0, gt=0, le=60)
+    # Port of the Prometheus endpoint (/metrics); 0 serves none.
+    routing_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # Address the metrics endpoint listens on.
+    routing_metrics_address: str = "127.0.0.1"
 
     @property
     def group_id(self) -> str:

@@ -37,6 +37,7 @@ from detector.service import budget_api, metrics
 from detector.service.budget_state import budget_state
 from detector.service.otlp_ingest import OtlpIngest
 from detector.service.partition import PartitionRunner
+from detector.service.reload import RulesReloader
 from detector.service.settings import ServiceSettings
 from detector.service.stall import StallWatch
 from detector.tiers.predictive import ForecastJob
@@ -269,6 +270,44 @@ class BurnrateService:
         return highwaters
 
 
+def _add_rules_reloader(
+    app: faust.App, service: BurnrateService, settings: ServiceSettings
+) -> RulesReloader:
+    """Reload the rules on SIGHUP or when the rules folder changes.
+
+    An accepted rule set becomes ``service.rules`` before the engines take it,
+    so runners created later and the budget-state views use it too. The
+    records of a reload (budget alerts resolved by a raised limit, or the
+    ``service`` alert of a rejected folder) are published, then every partition
+    persists its changed tenants at once rather than at the next tick.
+    """
+    # TODO: the metrics keep the named tenants and tiers of the rules the
+    # service started with; ends when ServiceMetrics can take a new rule set.
+
+    def adopt(rules: RuleSet) -> None:
+        service.rules = rules
+
+    async def publish(records: list[AlertRecord]) -> None:
+        await service._publish_alerts(records)
+        for runner in list(service.runners.values()):
+            await service._persist(runner)
+
+    reloader = RulesReloader(
+        settings.rules,
+        service.rules,
+        lambda: [runner.engine for runner in service.runners.values()],
+        publish,
+        adopt=adopt,
+    )
+
+    @app.task
+    async def reload_rules() -> None:
+        reloader.install_sighup(asyncio.get_running_loop())
+        await reloader.run()
+
+    return reloader
+
+
 def build_app(settings: ServiceSettings, rules: RuleSet) -> tuple[faust.App, BurnrateService]:
     """Create the Faust application for one rule set."""
     app = faust.App(
@@ -309,6 +348,8 @@ def build_app(settings: ServiceSettings, rules: RuleSet) -> tuple[faust.App, Bur
     @app.timer(interval=settings.tick_interval_s)
     async def tick() -> None:
         await service.tick()
+
+    _add_rules_reloader(app, service, settings)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

@@ -230,28 +230,50 @@ def test_budget_breach_pages_and_posts(
             "both deliveries in the audit log",
             deliver.log,
         )
+        # Raising the budget above the spend resolves the breach.
+        raised = {**RULES, "budgets": [{**RULES["budgets"][0], "limit_usd": 100}]}
+        staging = tmp_path / "staging.yaml"
+        staging.write_text(yaml.safe_dump(raised, sort_keys=False))
+        os.replace(staging, rules_dir / "rules.yaml")
+        assert service.process is not None
+        service.process.send_signal(signal.SIGHUP)
+        _until(
+            lambda: _actions(pd) == ["trigger", "resolve"] and len(slack.accepted) == 2,
+            "a PagerDuty resolve and a second Slack message",
+            service.log_text,
+            deliver.log,
+        )
+        _until(
+            lambda: _delivered_in_audit(deliver.state_dir) >= 4,
+            "all four deliveries in the audit log",
+            deliver.log,
+        )
         exit_status = deliver.stop()
     finally:
         deliver.kill()
         service.kill()
 
     ((dedup_key, notifications),) = pd.accepted.items()
-    ((action, trigger),) = notifications
+    (action, trigger), (resolve_action, resolve) = notifications
     assert action == "trigger"
+    assert resolve_action == "resolve"
+    assert resolve["dedup_key"] == dedup_key
     assert trigger["routing_key"] == PD_KEY
     assert trigger["payload"]["severity"] == "critical"
     assert "monthly-spend" in trigger["payload"]["summary"]
     assert trigger["payload"]["group"] == "acme"
     assert trigger["payload"]["custom_details"]["Observed"] == "$12.00"
-    assert len(slack.accepted) == 1
+    assert len(slack.accepted) == 2
     assert "acme" in str(slack.accepted[0]["blocks"])
+    assert "acme" in str(slack.accepted[1]["blocks"])
     assert exit_status == 0
     assert "stopping on SIGTERM" in deliver.log()
     ledger = Ledger(deliver.state_dir / "ledger.sqlite")
-    assert ledger.count("pagerduty", "delivered") == 1
-    assert ledger.count("slack", "delivered") == 1
+    assert ledger.count("pagerduty", "delivered") == 2
+    assert ledger.count("slack", "delivered") == 2
     ledger.close()
-    # TODO: the test ends at the trigger because the service cannot reload rules.
-    # Once SIGHUP reloads them, raise limit_usd to 100, send SIGHUP and assert a
-    # PagerDuty resolve with dedup key ``dedup_key`` and a Slack resolve.
     assert dedup_key == trigger["dedup_key"]
+
+
+def _actions(pd: PagerDutyServer) -> list[str]:
+    return [action for notes in pd.accepted.values() for action, _ in notes]

@@ -59,7 +59,7 @@ class EmailReceiver(ThreadedReceiver):
             refused = smtp.send_message(message)
         except smtplib.SMTPRecipientsRefused as error:
             self._discard()
-            raise self._permanent(f"every recipient was refused: {sorted(error.recipients)}") from None
+            raise self._refused(error.recipients) from None
         except smtplib.SMTPResponseException as error:
             self._discard()
             raise self._reply_error(error.smtp_code, error.smtp_error) from None
@@ -134,8 +134,17 @@ class EmailReceiver(ThreadedReceiver):
             return DeliveryError(message, retryable=True, status_code=code)
         return DeliveryError(message, retryable=False, status_code=code)
 
-    def _permanent(self, text: str) -> DeliveryError:
-        return DeliveryError(self.redactor(text), retryable=False, status_code=550)
+    def _refused(self, recipients: dict[str, tuple[int, bytes]]) -> DeliveryError:
+        """Build the error for a message whose every recipient the server rejected."""
+        replies = "; ".join(
+            f"{address}: {code} {reply.decode(errors='replace')}"
+            for address, (code, reply) in sorted(recipients.items())
+        )
+        message = self.redactor(f"SMTP server rejected every recipient: {replies}")
+        # A 4xx rejection (mailbox busy, greylisting) may pass on another attempt.
+        transient = all(code // 100 == _TRANSIENT_FIRST_DIGIT for code, _ in recipients.values())
+        status_code = max(code for code, _ in recipients.values())
+        return DeliveryError(message, retryable=transient, status_code=status_code)
 
     def close_blocking(self) -> None:
         self._quit()

@@ -3,7 +3,8 @@
 ``idle_timeout_s`` is aiosmtpd's own timeout: the server drops a connection
 that sends nothing for that long. ``drop_on_quit`` makes the server close the
 connection when it receives QUIT, without the 221 reply, after it has already
-accepted the message.
+accepted the message. ``reject_recipients`` maps addresses to the reply that
+RCPT TO gets for them instead of 250, such as ``550 5.1.1 ... User unknown``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,20 @@ class Received:
 @dataclass
 class _Handler:
     drop_on_quit: bool = False
+    reject_recipients: dict[str, str] = field(default_factory=dict)
     messages: list[Received] = field(default_factory=list)
+    rcpt_commands: list[str] = field(default_factory=list)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        self.rcpt_commands.append(address)
+        reply = self.reject_recipients.get(address)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.messages.append(
@@ -60,8 +74,11 @@ def _free_port() -> int:
 
 class SMTPServer:
     def __init__(self, certificate: Certificate, *, idle_timeout_s: float = 300,
-                 drop_on_quit: bool = False) -> None:
-        self.handler = _Handler(drop_on_quit=drop_on_quit)
+                 drop_on_quit: bool = False,
+                 reject_recipients: dict[str, str] | None = None) -> None:
+        self.handler = _Handler(
+            drop_on_quit=drop_on_quit, reject_recipients=dict(reject_recipients or {})
+        )
         self.port = _free_port()
         self._controller = Controller(
             self.handler,
