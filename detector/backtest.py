@@ -31,7 +31,7 @@ from detector.pricing import Pricer
 
 @dataclass(slots=True)
 class BacktestResult:
-    """What a replay produced and counted."""
+    """The alert records and counters of one replay."""
 
     records: list[AlertRecord]
     engine: Engine

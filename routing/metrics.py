@@ -3,9 +3,8 @@
 ``burnrate_notifications_total{receiver, outcome}`` counts every send attempt.
 Its name, labels and help text come from ``detector.metrics_catalog``, the
 catalogue of the service's metrics. The counter lives here, in a registry of
-its own, and not behind ``detector.service.metrics.count_notification``. That
-function counts into the metrics of a running ``burnrate serve`` and does
-nothing in any other process, while delivery always runs as a process of its own.
+its own, because delivery always runs as a process of its own, apart from
+``burnrate serve``.
 
 Label values are bounded: receivers are the names in the routing file and
 outcomes come from ``OUTCOMES``. Every pair is created at zero on start, so a

@@ -32,6 +32,12 @@ INVALID_CASES: dict[str, list[str]] = {
             "indentation, quotes and brackets"
         ),
     ],
+    "clear_above_fire": [
+        (
+            "clear_above_fire/alerts.yaml:2:5: error: rules[0]: clear_ratio 3 is "
+            "above min_ratio 2: the clear level must be at or below the firing level"
+        ),
+    ],
     "both_limits": [
         (
             "both_limits/budgets.yaml:2:5: error: budgets[0]: limit_usd and "

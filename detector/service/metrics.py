@@ -245,7 +245,11 @@ class ServiceMetrics:
         self._child("burnrate_alerts_published", labels, None).inc()
 
     def count_notification(self, receiver: str, outcome: str) -> None:
-        """Count one notification attempt; routing calls this for each delivery."""
+        """Count one notification attempt.
+
+        ``burnrate routes deliver`` runs in its own process and counts into its
+        own registry (``routing.metrics``); this keeps the name in the service's.
+        """
         labels = {"receiver": receiver, "outcome": outcome}
         self._child("burnrate_notifications", labels, None).inc()
 
@@ -409,28 +413,8 @@ def _budget_alert(metric: str, label: str, cap: int, now: datetime | None) -> Al
     )
 
 
-# The metrics of the running service, for code outside the service class
-# (notification delivery) that counts into it.
-_active: ServiceMetrics | None = None
-
-
-def activate(metrics: ServiceMetrics) -> None:
-    """Make ``metrics`` the target of ``count_notification``."""
-    global _active
-    _active = metrics
-
-
-def count_notification(receiver: str, outcome: str) -> None:
-    """Count one notification attempt in the running service, if there is one."""
-    # TODO: routing.delivery does not call this yet, so burnrate_notifications
-    # stays empty; that ends when the dispatcher calls it from _finish.
-    if _active is not None:
-        _active.count_notification(receiver, outcome)
-
-
 def register_page(app: Any, metrics: ServiceMetrics) -> None:
-    """Add ``GET /metrics`` to the Faust web server and make ``metrics`` active."""
-    activate(metrics)
+    """Add ``GET /metrics`` to the Faust web server."""
 
     @app.page("/metrics")  # type: ignore[untyped-decorator]
     async def scrape(web: Any, request: Any) -> Any:

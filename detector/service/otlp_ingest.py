@@ -3,7 +3,7 @@
 The Collector's Kafka exporter writes one record per export batch, keyed by
 trace or not at all, so the spans of one tenant arrive on many partitions. The
 core needs every event of a tenant on one partition, because that partition's
-engine holds the tenant's state. The service therefore decodes each batch into
+engine keeps the tenant's state. The service therefore decodes each batch into
 events and produces them to the events topic, one record per event, keyed by
 tenant: the same repartition step a Kafka Streams application would use. The
 events then take the ordinary path, dedup by request id included, so a batch

@@ -31,7 +31,7 @@ SnapshotLookup = Callable[[str], bytes | None]
 
 @dataclass(slots=True)
 class Output:
-    """What handling records or a tick produced, for the caller to publish."""
+    """Alert records and rejections from records or a tick, for the caller to publish."""
 
     alerts: list[AlertRecord] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)

@@ -98,8 +98,10 @@ def _routing_file(path: Path, pd: PagerDutyServer, certificate: Certificate) -> 
 
 def test_deliver_serves_counter(certificate: Certificate, tmp_path: Path) -> None:
     """A delivered page and a webhook rejected with 410 show in the scraped counter."""
-    pd = PagerDutyServer(certificate).start()
-    hook = WebhookServer(certificate).start()
+    pd = PagerDutyServer(certificate)
+    pd.start()
+    hook = WebhookServer(certificate)
+    hook.start()
     hook.script = lambda request: Reply.json(410, {"error": "gone"})
     _routing_file(tmp_path / "routing.yaml", pd, certificate)
     alerts_path = tmp_path / "alerts.jsonl"
@@ -146,8 +148,10 @@ def test_deliver_serves_counter(certificate: Certificate, tmp_path: Path) -> Non
 
 def test_deliver_without_port_serves_nothing(certificate: Certificate, tmp_path: Path) -> None:
     """With the port setting unset, the process does not log or serve a metrics endpoint."""
-    pd = PagerDutyServer(certificate).start()
-    hook = WebhookServer(certificate).start()
+    pd = PagerDutyServer(certificate)
+    pd.start()
+    hook = WebhookServer(certificate)
+    hook.start()
     _routing_file(tmp_path / "routing.yaml", pd, certificate)
     alerts_path = tmp_path / "alerts.jsonl"
     append(alerts_path, record("acme"))
@@ -178,7 +182,8 @@ def test_deliver_without_port_serves_nothing(certificate: Certificate, tmp_path:
 
 def test_port_in_use_exits_1(certificate: Certificate, tmp_path: Path) -> None:
     """A metrics port another socket holds exits 1 and names the setting."""
-    pd = PagerDutyServer(certificate).start()
+    pd = PagerDutyServer(certificate)
+    pd.start()
     _routing_file(tmp_path / "routing.yaml", pd, certificate)
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))
@@ -211,7 +216,8 @@ async def test_retry_then_delivered_counted(
 ) -> None:
     """A 503 then a 200 counts one retry and one delivery for the webhook."""
     harness: Harness = harness_factory(None)
-    hook = WebhookServer(certificate).start()
+    hook = WebhookServer(certificate)
+    hook.start()
     replies = iter([Reply.json(503, {"error": "busy"})])
 
     def script(request: Request) -> Reply | None:

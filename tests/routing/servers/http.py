@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from tests.routing.servers.tls import Certificate
 
@@ -82,7 +82,7 @@ class LoopbackHTTPServer:
         host, port = self._httpd.server_address[:2]
         return f"https://{host}:{port}"
 
-    def start(self) -> LoopbackHTTPServer:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
