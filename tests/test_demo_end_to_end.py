@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from detector.alerts import AlertRecord
+from detector.alerts import AlertRecord, format_console
 from detector.backtest import replay
 from detector.demo import servegen
 from detector.forecast import forecast_period_end
@@ -185,3 +185,15 @@ def test_demo_extract_is_shipped() -> None:
     assert Path(servegen.DEFAULT_EXTRACT).is_file()
     assert servegen.DEFAULT_EXTRACT.is_relative_to(Path(servegen.__file__).parent)
     assert datetime(2026, 3, 16, tzinfo=SHANGHAI).astimezone(UTC).hour == 16
+
+
+def test_readme_sample_lines_come_from_demo(demo_run) -> None:
+    """The alert lines the README shows are lines this replay prints."""
+    records, _ = demo_run
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("```text\n", 1)[1].split("```", 1)[0]
+
+    printed = {format_console(record) for record in records}
+
+    for line in block.strip().splitlines():
+        assert line in printed, line

@@ -46,7 +46,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from detector.alerts import UNIT_OF_SIGNAL, AlertRecord, Status, format_amount
+from detector.alerts import (
+    UNIT_OF_SIGNAL,
+    AlertRecord,
+    Status,
+    Unit,
+    format_amount,
+)
 from detector.config import RateOfChangeRule
 from detector.lifecycle import AlertState, RecordBuilder
 from detector.state import SeriesId, TenantState
@@ -279,9 +285,9 @@ def _builder(
     where = " ".join(f"{name}={label}" for name, label in labels.items())
     value = past.value
     if value > 0:
-        against = f"{current / value:.1f}x the baseline {format_amount(value, unit)}"
+        against = f"{current / value:.1f}x the baseline {_baseline_amount(value, unit)}"
     else:
-        against = f"against a baseline of {format_amount(value, unit)}"
+        against = f"against a baseline of {_baseline_amount(value, unit)}"
     ratio = rule.warmup_ratio if past.warmup else rule.min_ratio
     details = {
         "min_ratio": str(ratio),
@@ -336,3 +342,14 @@ def _builder(
         )
 
     return build
+
+
+def _baseline_amount(value: Decimal, unit: Unit) -> str:
+    """Format a baseline so the ratio next to it can be checked by eye.
+
+    A baseline under a dollar rounded to the cent would misstate the ratio
+    (198x of "$0.01"), so it keeps four decimals.
+    """
+    if unit == "usd" and 0 < value < 1:
+        return f"${value.quantize(Decimal('0.0001'))}"
+    return format_amount(value, unit)
