@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from decimal import Decimal
 from pathlib import Path
+from typing import TextIO, cast
 
 from rich.console import Console
 from rich.progress import (
@@ -351,7 +352,7 @@ def _write_report(
             sources,
             compare_with=getattr(args, "compare", None),
             top_n=getattr(args, "top", report.DEFAULT_TOP_N),
-            out=console.file,
+            out=cast(TextIO, console.file),
         )
     except RuleError as error:
         console.print(f"error: compared rules are invalid\n{error}", markup=False)

@@ -119,7 +119,7 @@ async def _deliver_from_kafka(
     stop: asyncio.Event,
 ) -> int:
     # Imported here so that --alerts-file works without the Kafka client.
-    from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+    from aiokafka.errors import KafkaError
 
     from routing.kafka_outbox import KafkaOutbox
 

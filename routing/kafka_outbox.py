@@ -25,14 +25,14 @@ import logging
 from typing import Any, Literal
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, ConsumerRecord  # type: ignore[import-untyped]
-from aiokafka.abc import ConsumerRebalanceListener  # type: ignore[import-untyped]
-from aiokafka.errors import (  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
     KafkaError,
 )
-from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
+from aiokafka.structs import TopicPartition
 
 from detector import alerts
 from routing.outbox import OutboxEntry

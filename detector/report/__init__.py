@@ -31,6 +31,7 @@ from detector.report.render import (
 from detector.ruleload import load_rules
 
 __all__ = [
+    "DEFAULT_TOP_N",
     "AlertDiff",
     "ReportCollector",
     "ReportData",

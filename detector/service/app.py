@@ -83,7 +83,7 @@ class BurnrateService:
         self.metrics = metrics.ServiceMetrics(rules, settings.metrics_max_label_values)
         audit_path = settings.audit_log or settings.data_dir / "budget-decisions.jsonl"
         self.board = budget_api.BudgetBoard(budget_api.AuditLog(audit_path), self.metrics)
-        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
         self.events_topic = app.topic(settings.events_topic, **raw)
         self.alerts_topic = app.topic(settings.alerts_topic, **raw)
         self.dead_letter_topic = app.topic(settings.dead_letter_topic, **raw)

@@ -17,7 +17,7 @@ import msgspec
 
 from detector.alerts import AlertRecord, Status, Unit, format_amount
 from detector.config import Budget
-from detector.lifecycle import AlertState
+from detector.lifecycle import AlertState, RecordBuilder
 from detector.periods import PeriodSpec
 from detector.state import PeriodTotal, TenantState
 from detector.tiers.common import compare, make_key, split_key
@@ -125,8 +125,8 @@ def _builder(
     total: PeriodTotal,
     pct: Decimal,
     value: Decimal,
-):  # type: ignore[no-untyped-def]
-    unit = "usd" if budget.signal == "spend" else "tokens"
+) -> RecordBuilder:
+    unit: Unit = "usd" if budget.signal == "spend" else "tokens"
     limit = budget.limit * pct / _HUNDRED
     severity = budget.severity if pct >= _HUNDRED else "warning"
     local_start = total.start.astimezone(state.timezone).date()

@@ -20,7 +20,7 @@ from decimal import Decimal
 from detector.alerts import AlertRecord, Status, format_amount
 from detector.config import Budget, ForecastRule
 from detector.forecast import MonthEndForecast, forecast_period_end
-from detector.lifecycle import AlertState
+from detector.lifecycle import AlertState, RecordBuilder
 from detector.periods import last_day, local_date
 from detector.state import PeriodTotal, TenantState
 from detector.tiers.common import compare, make_key
@@ -126,7 +126,7 @@ def _builder(
     forecast: MonthEndForecast,
     edge: Decimal,
     limit: Decimal,
-):  # type: ignore[no-untyped-def]
+) -> RecordBuilder:
     spent_out = job.spent_to_date_usd >= limit
     exhausted = None if spent_out else forecast.exhaustion_day(job.spent_to_date_usd, limit)
     method = forecast.method + (" (low confidence)" if forecast.low_confidence else "")

@@ -19,7 +19,7 @@ from detector.alerts import (
     format_pair,
 )
 from detector.config import ThresholdRule
-from detector.lifecycle import AlertState
+from detector.lifecycle import AlertState, RecordBuilder
 from detector.state import SeriesId, TenantState
 from detector.tiers.common import compare, make_key, series_labels, split_key
 from detector.windows import FINE_BUCKET_S
@@ -77,7 +77,7 @@ def check_on_tick(
 
 def _builder(
     state: TenantState, rule: ThresholdRule, series: SeriesId, value: Decimal
-):  # type: ignore[no-untyped-def]
+) -> RecordBuilder:
     unit = UNIT_OF_SIGNAL[rule.signal]
     labels = series_labels(series)
     where = " ".join(f"{name}={label}" for name, label in labels.items())

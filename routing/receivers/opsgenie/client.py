@@ -9,7 +9,7 @@ failure in ``RetryError``, which is unwrapped here.
 
 from __future__ import annotations
 
-import opsgenie_sdk  # type: ignore[import-untyped]
+import opsgenie_sdk
 import tenacity
 import urllib3
 
