@@ -104,6 +104,9 @@ class BurnrateService:
         # runner restores all of its tenants when it starts, so a tenant that
         # sends nothing after a restart still has its alerts resolved on ticks.
         self.tenant_partitions: dict[bytes, int] = {}
+        # Runners of revoked partitions, by partition, with the consumer
+        # generation they were revoked from (see on_revoked).
+        self.parked: dict[int, tuple[int, PartitionRunner]] = {}
 
     def runner(self, partition: int) -> PartitionRunner:
         """Return the partition's runner, creating it with every tenant restored."""
@@ -159,11 +162,38 @@ class BurnrateService:
         self.metrics.observe_tick(self._positions(), self.runners, now)
 
     def on_revoked(self, revoked: set[TP]) -> None:
+        """Set the runners of revoked partitions aside until the new assignment.
+
+        Kafka's eager rebalance revokes every partition, also those that stay
+        with this worker. Dropping their runners here reset what they had
+        counted (``/stats`` and the metrics), so they are parked with the
+        generation they were owned in. Ticks and forecast results skip a parked
+        runner, because only ``runners`` is visible to them.
+        """
+        generation = self.app.consumer_generation_id
         for tp in revoked:
             if tp.topic == self.settings.events_topic:
-                self.runners.pop(tp.partition, None)
-                self.stall.forget(tp.partition)
-                self.metrics.forget_partition(tp.partition)
+                runner = self.runners.pop(tp.partition, None)
+                if runner is not None:
+                    self.parked[tp.partition] = (generation, runner)
+
+    def on_assigned(self, assigned: set[TP]) -> None:
+        """Take back the parked runners of kept partitions and drop the others.
+
+        A runner is taken back only when the new generation directly follows
+        the one it was parked in, because then no other worker can have owned
+        the partition in between. A worker that missed a generation (it was out of
+        the group) restores the partition from the table instead.
+        """
+        generation = self.app.consumer_generation_id
+        kept = {tp.partition for tp in assigned if tp.topic == self.settings.events_topic}
+        parked, self.parked = self.parked, {}
+        for partition, (parked_in, runner) in parked.items():
+            if partition in kept and generation == parked_in + 1:
+                self.runners.setdefault(partition, runner)
+            else:
+                self.stall.forget(partition)
+                self.metrics.forget_partition(partition)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -330,11 +360,6 @@ def build_app(settings: ServiceSettings, rules: RuleSet) -> tuple[faust.App, Bur
     executor = ProcessPoolExecutor(max_workers=settings.forecast_workers)
     service = BurnrateService(app, settings, rules, executor)
 
-    # TODO: after a handover, Faust 0.15.3 sometimes never hands this agent the
-    # records of a partition that moved here: the consumer's read offset jumps to
-    # the end while no record was handled (3 of 7 runs of
-    # tests/service/test_scale_out.py). Ends when the cause in Faust's consumer
-    # is found and fixed, or the service reads its partitions without Faust.
     @app.agent(service.events_topic)
     async def consume(stream: faust.StreamT[bytes]) -> None:
         async for batch in stream.take_events(
@@ -372,6 +397,10 @@ def build_app(settings: ServiceSettings, rules: RuleSet) -> tuple[faust.App, Bur
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
         service.on_revoked(revoked)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app: faust.App, assigned: set[TP], **kwargs: Any) -> None:
+        service.on_assigned(assigned)
 
     return app, service
 

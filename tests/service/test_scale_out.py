@@ -6,8 +6,6 @@ from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 
-import pytest
-
 from tests.service.conftest import WorkerFactory
 from tests.service.harness import (
     Topics,
@@ -41,11 +39,6 @@ def _owned(stats: dict[str, object]) -> set[int]:
     return {int(p) for p in partitions}
 
 
-# The handover loses records in about half the runs (see the TODO above the agent
-# in detector/service/app.py); the test stays as the specification of the fix.
-@pytest.mark.xfail(
-    reason="partition handover between workers can lose records", strict=False
-)
 def test_two_workers_share_then_hand_over(make_worker: WorkerFactory) -> None:
     """Each tenant gets its 50 % and 100 % alert exactly once across a handover."""
     topics = Topics.unique("scale")
