@@ -127,7 +127,7 @@ class BurnrateService:
         if key is not None:
             self.tenant_partitions[bytes(key)] = event.message.partition
 
-    async def handle_batch(self, batch: Sequence[EventT]) -> None:
+    async def handle_batch(self, batch: Sequence[EventT[Any]]) -> None:
         """Apply a batch of source records, then persist and publish its effects."""
         wall_s = time.time()
         started_s = time.perf_counter()
@@ -362,7 +362,8 @@ def build_app(settings: ServiceSettings, rules: RuleSet) -> tuple[faust.App, Bur
 
     @app.agent(service.events_topic)
     async def consume(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take_events(
+        # take_events is on faust's Stream class, not on its StreamT protocol.
+        async for batch in stream.take_events(  # type: ignore[attr-defined]
             settings.batch_max_records, within=settings.batch_within_s
         ):
             await service.handle_batch(batch)
@@ -394,11 +395,13 @@ def build_app(settings: ServiceSettings, rules: RuleSet) -> tuple[faust.App, Bur
     token = settings.api_token.get_secret_value() if settings.api_token else None
     budget_api.register_page(app, service.board, token)
 
-    @app.on_partitions_revoked.connect
+    # faust types its signal receivers as (sender, *args, signal=...); these
+    # take the partition set by position, as faust passes it.
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
         service.on_revoked(revoked)
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: faust.App, assigned: set[TP], **kwargs: Any) -> None:
         service.on_assigned(assigned)
 
