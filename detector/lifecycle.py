@@ -38,7 +38,7 @@ RecordBuilder = Callable[[AlertState, Status, datetime], AlertRecord]
 class Lifecycle:
     """The alert episodes of one tenant, keyed by rule, series and episode part."""
 
-    __slots__ = ("tenant", "alerts")
+    __slots__ = ("alerts", "tenant")
 
     def __init__(self, tenant: str) -> None:
         # The tenant is part of every alert id: two tenants crossing the same

@@ -57,20 +57,20 @@ class TenantState:
     """Everything the core keeps for one tenant."""
 
     __slots__ = (
-        "tenant",
-        "timezone",
-        "retention",
-        "series",
-        "periods",
-        "daily_usd",
-        "seen_ids",
-        "alerts",
-        "fitted_day",
-        "budget_alert_end_s",
-        "evaluated_s",
-        "applied_offset",
         "_current",
         "_day",
+        "alerts",
+        "applied_offset",
+        "budget_alert_end_s",
+        "daily_usd",
+        "evaluated_s",
+        "fitted_day",
+        "periods",
+        "retention",
+        "seen_ids",
+        "series",
+        "tenant",
+        "timezone",
     )
 
     def __init__(self, tenant: str, timezone: ZoneInfo, retention: Retention) -> None:

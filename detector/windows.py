@@ -20,7 +20,7 @@ _ZERO = Decimal(0)
 class Totals:
     """What one bucket accumulates: spend, tokens and requests."""
 
-    __slots__ = ("spend_usd", "tokens", "requests")
+    __slots__ = ("requests", "spend_usd", "tokens")
 
     def __init__(
         self, spend_usd: Decimal = _ZERO, tokens: int = 0, requests: int = 0
@@ -67,7 +67,7 @@ class RollingWindow:
     additions instead of a sum over every bucket of the window.
     """
 
-    __slots__ = ("window_s", "end_s", "totals")
+    __slots__ = ("end_s", "totals", "window_s")
 
     def __init__(self, window_s: int) -> None:
         self.window_s = window_s
@@ -100,12 +100,12 @@ class BucketSeries:
     """Fine and hourly buckets of one series with bounded retention."""
 
     __slots__ = (
-        "fine",
         "coarse",
-        "fine_retention_s",
         "coarse_retention_s",
-        "rolling",
+        "fine",
+        "fine_retention_s",
         "newest_s",
+        "rolling",
     )
 
     def __init__(
