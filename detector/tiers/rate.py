@@ -280,6 +280,24 @@ def _builder(
     current: Decimal,
     past: Baseline,
 ) -> RecordBuilder:
+    # Every tick builds one, and most are never called: the texts are made
+    # only when the lifecycle emits a record.
+    def build(alert: AlertState, status: Status, now: datetime) -> AlertRecord:
+        return _record(state, rule, series_id, current, past, alert, status, now)
+
+    return build
+
+
+def _record(
+    state: TenantState,
+    rule: RateOfChangeRule,
+    series_id: SeriesId,
+    current: Decimal,
+    past: Baseline,
+    alert: AlertState,
+    status: Status,
+    now: datetime,
+) -> AlertRecord:
     unit = UNIT_OF_SIGNAL[rule.signal]
     labels = series_labels(series_id)
     where = " ".join(f"{name}={label}" for name, label in labels.items())
@@ -307,41 +325,38 @@ def _builder(
         moved = f"{format_amount(value - current, unit)} below it"
     window = f"{rule.signal} in the last {rule.window_s // 60} min"
 
-    def build(alert: AlertState, status: Status, now: datetime) -> AlertRecord:
-        if status == "firing":
-            summary = (
-                f"{window} is {format_amount(current, unit)}, {against} "
-                f"({_describe_period(rule, past)}) and {moved}, for {where}"
-            )
-        else:
-            summary = (
-                f"{window} is back to {format_amount(current, unit)} against a "
-                f"baseline of {format_amount(value, unit)}, for {where}"
-            )
-        return AlertRecord(
-            alert_id=alert.alert_id,
-            status=status,
-            tier="rate_of_change",
-            severity=rule.severity,
-            rule_id=rule.id,
-            tenant=state.tenant,
-            signal=rule.signal,
-            unit=unit,
-            observed=current,
-            baseline=value,
-            threshold=threshold,
-            event_time=now,
-            started_at=alert.started_at,
-            summary=summary,
-            series=labels,
-            window_s=rule.window_s,
-            runbook_url=str(rule.runbook_url) if rule.runbook_url else None,
-            labels=dict(rule.labels),
-            repeat=alert.repeats if status == "firing" else 0,
-            details=details,
+    if status == "firing":
+        summary = (
+            f"{window} is {format_amount(current, unit)}, {against} "
+            f"({_describe_period(rule, past)}) and {moved}, for {where}"
         )
-
-    return build
+    else:
+        summary = (
+            f"{window} is back to {format_amount(current, unit)} against a "
+            f"baseline of {format_amount(value, unit)}, for {where}"
+        )
+    return AlertRecord(
+        alert_id=alert.alert_id,
+        status=status,
+        tier="rate_of_change",
+        severity=rule.severity,
+        rule_id=rule.id,
+        tenant=state.tenant,
+        signal=rule.signal,
+        unit=unit,
+        observed=current,
+        baseline=value,
+        threshold=threshold,
+        event_time=now,
+        started_at=alert.started_at,
+        summary=summary,
+        series=labels,
+        window_s=rule.window_s,
+        runbook_url=str(rule.runbook_url) if rule.runbook_url else None,
+        labels=dict(rule.labels),
+        repeat=alert.repeats if status == "firing" else 0,
+        details=details,
+    )
 
 
 def _baseline_amount(value: Decimal, unit: Unit) -> str:
