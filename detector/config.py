@@ -89,7 +89,7 @@ class Tenant(_Frozen):
 
 
 class GatewayPolicy(_Frozen):
-    """What the budget API tells a gateway as a budget fills up.
+    """The decisions the budget API returns to a gateway as a budget fills up.
 
     Percentages are of the budget's limit in the current period. A gateway is
     told to warn from ``warn_at_pct`` (or when the forecast of the period's
@@ -134,7 +134,7 @@ class Budget(_Frozen):
 
     Periods start at local midnight in the tenant's time zone. ``weekly`` periods
     start on ``week_start`` (default monday, as ISO weeks do). ``monthly`` periods
-    start on ``anchor_day`` (default 1, the calendar month); in a month with fewer
+    start on ``anchor_day`` (default 1, the calendar month). In a month with fewer
     days than the anchor they start on its last day, so anchor 31 starts periods
     on 28 or 29 February and 30 April. ``detector.periods`` computes the bounds.
     """

@@ -1,4 +1,4 @@
-"""The request event: one record per LLM request, as the core sees it.
+"""The request event: one record per LLM request, as the core reads it.
 
 Wire names follow the OpenTelemetry GenAI semantic conventions where one exists
 (``gen_ai.*``, ``error.type``). In those conventions ``gen_ai.usage.input_tokens``
@@ -17,7 +17,7 @@ import msgspec
 
 SCHEMA_VERSION = 1
 
-# Finish reasons that mean the model declined to answer. OpenAI reports
+# Finish reasons that mean the model declined to respond. OpenAI reports
 # "content_filter", Anthropic "refusal"; both count towards the refusal rate.
 REFUSAL_FINISH_REASONS = frozenset({"content_filter", "refusal"})
 

@@ -240,7 +240,7 @@ def forecast_period_end(
 ) -> MonthEndForecast:
     """Forecast the total spend of the period ending on ``period_end`` (inclusive).
 
-    ``daily_usd`` holds complete days, oldest first and contiguous, with zeros for
+    ``daily_usd`` contains complete days, oldest first and contiguous, with zeros for
     days without spend, and ``daily_usd[-1]`` is the spend of ``last_day``. Raises
     ValueError for inconsistent arguments.
     """

@@ -1,7 +1,7 @@
 """Windowed totals for one series, in event time, at two resolutions.
 
-Fine buckets (60 s) answer short windows exactly; hourly buckets keep the weeks
-of history that baselines need. Buckets are stored sparsely in dicts keyed by
+Fine buckets (60 s) give exact totals for short windows, and hourly buckets keep
+the weeks of history that baselines need. Buckets are stored sparsely in dicts keyed by
 bucket start, because most series are idle most of the time: a tenant that sends
 one request an hour costs one entry per hour, not sixty. Dicts keep insertion
 order, which is event-time order except for late events, so pruning pops from
@@ -18,7 +18,7 @@ _ZERO = Decimal(0)
 
 
 class Totals:
-    """What one bucket accumulates: spend, tokens and requests."""
+    """The spend, tokens and requests accumulated in one bucket."""
 
     __slots__ = ("requests", "spend_usd", "tokens")
 
@@ -148,10 +148,10 @@ class BucketSeries:
     def window_total(self, signal: str, end_s: int, window_s: int) -> Decimal:
         """Return the total in ``[end_s - window_s, end_s)``.
 
-        Windows that fit in the fine retention are summed from fine buckets;
-        longer ones from hourly buckets, where the first and last hour count in
-        proportion to their overlap (spend is taken as spread evenly inside an
-        hour), so the result is an estimate at the edges.
+        Windows that fit in the fine retention are summed from fine buckets.
+        Longer ones come from hourly buckets, where the first and last hour count
+        in proportion to their overlap, taking spend as spread evenly inside an
+        hour, so the result is an estimate at the edges.
         """
         window = self.rolling.get(window_s)
         if window is not None and end_s >= window.end_s:

@@ -1,7 +1,7 @@
 """The delivery loop: read alert records from an outbox, route, group and send them.
 
-Flow: the consumer reads records from the ``Outbox`` and asks the ``Policy``
-where each goes. Every (record, receiver) pair becomes an item in an
+Flow: the consumer reads records from the ``Outbox``, and the ``Policy``
+decides where each goes. Every (record, receiver) pair becomes an item in an
 aggregation group, keyed by route and ``group_by`` labels. A group flushes
 ``group_wait`` after its first item and then at most every
 ``group_interval``; a flush turns the ready items into notifications (one per
@@ -104,7 +104,7 @@ class _Job:
     items: list[_Item]
     attempt: int = 0
     first_attempt_at: datetime | None = None
-    # For a fallback job: the primary job whose items it stands in for.
+    # For a fallback job: the primary job whose items it replaces.
     primary: _Job | None = None
     ledger_receiver: str = ""
     # For a primary job handed to the fallback: fallback chunks still open, and

@@ -76,7 +76,7 @@ class Target:
 
 @dataclass
 class Decision:
-    """Where one record goes and why; ``lines`` explain each step in order."""
+    """A record's receivers and the reason for each, step by step in ``lines``."""
 
     record: AlertRecord
     targets: list[Target] = field(default_factory=list)
@@ -133,7 +133,7 @@ class Policy:
     def decide(
         self, record: AlertRecord, firing: Mapping[str, AlertRecord] | None = None
     ) -> Decision:
-        """Route one record; ``firing`` holds the alerts firing now, by alert id."""
+        """Route one record; ``firing`` contains the alerts firing now, by alert id."""
         decision = Decision(record)
         labels = alert_labels(record)
         decision.lines.append(_describe_record(record))

@@ -38,7 +38,7 @@ class ProviderReport:
     """A provider's costs for one UTC day, in USD.
 
     ``complete`` is False while the provider may still add to the day, and
-    ``partial_reason`` then says why. ``reports_model`` and ``reports_project`` say
+    ``partial_reason`` then gives the reason. ``reports_model`` and ``reports_project`` tell
     which breakdown ``lines`` carries. ``excluded_usd`` holds costs that metering
     cannot see (web search, code execution), left out of the comparison.
     """
@@ -65,7 +65,7 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 
 
 def settled(day: date, now: datetime, settle_s: float) -> bool:
-    """Whether ``settle_s`` has passed since the end of ``day`` at ``now``."""
+    """Return whether ``settle_s`` has passed since the end of ``day`` at ``now``."""
     return now >= day_bounds(day)[1] + timedelta(seconds=settle_s)
 
 

@@ -5,8 +5,8 @@ partition's engine, then the snapshot of every tenant it changed is written to
 the ``tenant-state`` table, whose changelog Kafka keeps compacted. Faust acks a
 batch only after that, and flushes the producer before it commits offsets, so a
 committed offset never runs ahead of the state that includes it. When a worker
-dies, the partition's next owner restores the table before it reads new records;
-records it reads again are skipped by the offset each tenant stores, and request
+dies, the partition's next owner restores the table before it reads new records.
+Records it reads again are skipped by the offset each tenant stores, and request
 ids already seen are dropped, so nothing is counted twice. Alert ids are
 deterministic, so an alert record sent again after a crash carries the same id
 and receivers deduplicate it.

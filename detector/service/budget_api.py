@@ -4,12 +4,12 @@
 returns the tenant's decision and the figures behind it: used amount, limit,
 forecast of the period's total, and the period. The decision of each budget
 follows the budget's ``gateway`` policy in the rules (see
-``detector.config.GatewayPolicy``); the tenant's decision is the most severe of
+``detector.config.GatewayPolicy``). The tenant's decision is the most severe of
 its budgets, and ``degrade`` comes with the model mapping to apply.
 
-Answers come from memory. ``BudgetBoard.update`` runs when a tenant's state is
+Responses come from memory. ``BudgetBoard.update`` runs when a tenant's state is
 persisted, which already computes the budget-state record; it stores the
-encoded answer, so a request costs a token compare and a dictionary lookup.
+encoded response, so a request costs a token compare and a dictionary lookup.
 Each change of a tenant's decision is appended to a JSON lines audit log.
 
 Status codes: 200 with the answer, 401 for a missing or wrong token, 404 for a
@@ -44,7 +44,7 @@ Decision = Literal["allow", "warn", "degrade", "block"]
 SEVERITY: dict[str, int] = {"allow": 0, "warn": 1, "degrade": 2, "block": 3}
 JSON_CONTENT_TYPE = "application/json"
 # The run rate is not projected from less than this share of a period, because
-# the first minutes of a day say little about the rest.
+# the first minutes of a day predict little of the rest.
 _MIN_ELAPSED_FRACTION = Decimal("0.02")
 
 
@@ -123,7 +123,7 @@ class AuditLog:
 
 
 class BudgetBoard:
-    """The latest answer per tenant, its forecasts, and the audit of changes."""
+    """The latest response per tenant, its forecasts, and the audit of changes."""
 
     def __init__(self, audit: AuditLog, metrics: Any = None) -> None:
         self.audit = audit
@@ -133,7 +133,7 @@ class BudgetBoard:
         self._forecasts: dict[tuple[str, str, str], Decimal] = {}
 
     def record_forecast(self, job: ForecastJob, result: MonthEndForecast) -> None:
-        """Keep the model forecast of a budget period for the next answers."""
+        """Keep the model forecast of a budget period for the next responses."""
         key = (job.tenant, job.budget.id, job.period_start.isoformat())
         self._forecasts[key] = result.month_end_usd
 
@@ -142,7 +142,7 @@ class BudgetBoard:
         return self._forecasts.get((tenant, budget_id, period_start))
 
     def update(self, view: Mapping[str, Any], wall: datetime | None = None) -> None:
-        """Store a tenant's budget-state record as its answer; audit a changed decision."""
+        """Store a tenant's budget-state record as its response and audit a changed decision."""
         tenant = view["tenant"]
         decision = view["decision"]
         self._answers[tenant] = (json.dumps(view).encode(), decision)

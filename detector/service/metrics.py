@@ -254,7 +254,7 @@ class ServiceMetrics:
         self._child("burnrate_notifications", labels, None).inc()
 
     def count_budget_request(self, decision: str) -> None:
-        """Count one budget API answer by decision or error."""
+        """Count one budget API response by decision or error."""
         self._child("burnrate_budget_api_requests", {"decision": decision}, None).inc()
 
     def count_decision_change(self, decision: str) -> None:

@@ -1,10 +1,11 @@
 """One partition's share of the service: its engine, offsets and outputs.
 
 A ``PartitionRunner`` owns the engine for one source partition. It restores a
-tenant's state from the durable table the first time the tenant appears, skips
-records at or below the offset a tenant had already applied (Kafka redelivers
-after a rebalance or a crash), and reports what the caller must publish: alert
-records, rejected inputs and the snapshots of tenants that changed.
+tenant's state from the durable table the first time the tenant appears. It
+skips records at or below the offset a tenant had already applied, because Kafka
+redelivers after a rebalance or a crash. It reports what the caller must
+publish: alert records, rejected inputs and the snapshots of tenants that
+changed.
 """
 
 from __future__ import annotations

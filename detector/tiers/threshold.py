@@ -1,9 +1,10 @@
 """Absolute tier, windowed thresholds: "spend per hour >= $100" and the like.
 
-A window ends at the end of the fine bucket holding the evaluation time, so an
-event is checked against the window it just joined and fires at once. Windowed
-totals only grow while events arrive, so crossing is checked on events; ticks
-re-evaluate only alerts that are pending or firing, to promote or resolve them.
+A window ends at the end of the fine bucket containing the evaluation time, so
+an event is checked against the window it just joined and fires at once. A
+window's total rises only when an event arrives, so crossings are checked on
+events. Ticks re-evaluate only alerts that are pending or firing, to promote or
+resolve them.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each fake serves the documented response shape of one API from amounts the test
 stores per UTC day, splits the results into pages of ``page_size`` results to
-exercise pagination, checks the credentials, and can answer the first
+exercise pagination, checks the credentials, and can respond to the first
 ``throttle`` requests with HTTP 429 (Cost Explorer: ``LimitExceededException``).
 Every request is recorded so tests can check what the client sent.
 """
@@ -153,9 +153,9 @@ def _unix(day: date) -> int:
 class FakeOpenAI(FakeProvider):
     """``/v1/organization/costs`` and ``/v1/organization/usage/completions``.
 
-    ``costs[day]`` holds ``(project_id, line_item, amount_json)`` where
+    ``costs[day]`` contains ``(project_id, line_item, amount_json)`` where
     ``amount_json`` is the JSON number text of ``amount.value``; ``usage[day]``
-    holds result objects. A day that is not stored has no bucket.
+    contains result objects. A day that is not stored has no bucket.
     """
 
     admin_key: str = "sk-admin-loopback"
@@ -217,7 +217,7 @@ class FakeOpenAI(FakeProvider):
 class FakeAnthropic(FakeProvider):
     """``/v1/organizations/cost_report`` grouped by workspace and description.
 
-    ``costs[day]`` holds result objects whose ``amount`` is the cents string.
+    ``costs[day]`` contains result objects whose ``amount`` is the cents string.
     """
 
     admin_key: str = "sk-ant-admin-loopback"
@@ -269,7 +269,7 @@ class FakeAnthropic(FakeProvider):
 class FakeCostExplorer(FakeProvider):
     """Cost Explorer ``GetCostAndUsage`` over the AWS JSON 1.1 protocol.
 
-    ``groups[day]`` holds ``(tag value, amount string)`` pairs, reported under the
+    ``groups[day]`` contains ``(tag value, amount string)`` pairs, reported under the
     request's tag key; ``estimated`` lists the days marked Estimated.
     """
 
