@@ -22,6 +22,15 @@ from detector.events import SCHEMA_VERSION, Event
 # Reject a record longer than this before parsing it. A real event is well under
 # 4 KiB; a batch of a few hundred events stays far below the limit.
 MAX_RECORD_BYTES = 4 * 1024 * 1024
+# Bounds far beyond any real request, so that a corrupt count or cost is
+# rejected instead of firing every budget: the largest context windows offered
+# hold a few million tokens.
+MAX_TOKENS = 1_000_000_000
+MAX_COST_USD = Decimal(1_000_000)
+# Calendar arithmetic in a tenant's time zone fails near year 9999, and no
+# request event is older than 1970 or later than 2199.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class WireEvent(msgspec.Struct, frozen=True, gc=False):
@@ -234,6 +243,12 @@ def to_event(wire: WireEvent) -> Event:
     ):
         if value is not None and value < 0:
             raise InvalidEvent("negative_value", name, f"{name} is {value}, not >= 0")
+        if value is not None and value > MAX_TOKENS:
+            raise InvalidEvent(
+                "out_of_range",
+                name,
+                f"{name} is {value}, above the limit of {MAX_TOKENS:,} per request",
+            )
     input_tokens = _first(wire.input_tokens, wire.prompt_tokens)
     output_tokens = _first(wire.output_tokens, wire.completion_tokens)
     cache_read = _first(wire.cache_read_tokens, wire.cache_read_tokens_old) or 0
@@ -245,6 +260,13 @@ def to_event(wire: WireEvent) -> Event:
     if wire.cost_usd is not None and wire.cost_usd < 0:
         raise InvalidEvent(
             "negative_value", "cost_usd", f"cost_usd is {wire.cost_usd}, not >= 0"
+        )
+    if wire.cost_usd is not None and wire.cost_usd > MAX_COST_USD:
+        raise InvalidEvent(
+            "out_of_range",
+            "cost_usd",
+            f"cost_usd is {wire.cost_usd}, above the limit of {MAX_COST_USD:,} "
+            "per request",
         )
     for name in ("ttft_ms", "duration_ms", "max_inter_token_gap_ms"):
         value = getattr(wire, name)
@@ -289,12 +311,21 @@ def _timestamp(value: datetime | float) -> datetime:
                 f"timestamp {value.isoformat()} has no UTC offset; "
                 "send RFC 3339 with Z or +HH:MM",
             )
-        return value.astimezone(UTC)
-    if not 0 <= value < 1e11:
+        instant = value.astimezone(UTC)
+    elif 0 <= value < 1e11:
+        instant = datetime.fromtimestamp(value, UTC)
+    else:
         raise InvalidEvent(
             "invalid_field", "timestamp", f"timestamp {value} is not Unix seconds"
         )
-    return datetime.fromtimestamp(value, UTC)
+    if not _EARLIEST <= instant < _LATEST:
+        raise InvalidEvent(
+            "out_of_range",
+            "timestamp",
+            f"timestamp {instant.isoformat()} is outside "
+            f"{_EARLIEST.year}-{_LATEST.year - 1}",
+        )
+    return instant
 
 
 def _include_cache(

@@ -481,7 +481,7 @@ def run_files(paths: list[Path], out: TextIO) -> int:
                     print(f"    {line}", file=out)
     summary = f"{passed} passed, {failed} failed"
     if invalid:
-        summary += f", {invalid} invalid files"
+        summary += f", {invalid} invalid file" + ("" if invalid == 1 else "s")
     print(summary, file=out)
     return 0 if failed == 0 and invalid == 0 else 1
 

@@ -813,3 +813,35 @@ def test_cache_counts_without_prompt_count() -> None:
     assert rejections == []
     assert events[0].input_tokens == 120
     assert events[0].output_tokens is None
+
+
+OUT_OF_RANGE = [
+    ('"timestamp": "9999-12-31T23:59:59Z"', "timestamp"),
+    ('"timestamp": "1969-12-31T23:59:59Z"', "timestamp"),
+    ('"gen_ai.usage.input_tokens": 99999999999999999999', "gen_ai.usage.input_tokens"),
+    ('"gen_ai.usage.output_tokens": 1000000001', "gen_ai.usage.output_tokens"),
+    ('"cost_usd": 1000000.01', "cost_usd"),
+]
+
+
+@pytest.mark.parametrize(("override", "field"), OUT_OF_RANGE)
+def test_values_out_of_range(override: str, field: str) -> None:
+    """A timestamp, token count or cost beyond any real request is rejected."""
+    base = {
+        "timestamp": '"timestamp": "2026-05-04T10:00:00Z"',
+        "gen_ai.usage.input_tokens": '"gen_ai.usage.input_tokens": 10',
+        "gen_ai.usage.output_tokens": '"gen_ai.usage.output_tokens": 10',
+        "cost_usd": '"cost_usd": 0.01',
+    }
+    base[field] = override
+    line = (
+        '{"request_id": "r1", "tenant": "t", "gen_ai.request.model": "m", '
+        + ", ".join(base.values())
+        + "}"
+    ).encode()
+
+    events, rejections = decode_record(line)
+
+    assert events == []
+    assert rejections[0].reason == "out_of_range"
+    assert rejections[0].field == field
