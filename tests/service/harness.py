@@ -42,6 +42,8 @@ BURNRATE = Path(sys.executable).with_name("burnrate")
 READY_DEADLINE_S = 60.0
 STOP_DEADLINE_S = 30.0
 CONSUME_DEADLINE_S = 30.0
+# How long a topic must stay unchanged before its buffered records count as drained.
+QUIET_S = 0.5
 
 Records = Sequence[tuple[bytes | None, bytes]]
 
@@ -497,7 +499,13 @@ def _decode_alerts(read: list[Consumed]) -> list[AlertRecord]:
 
 
 def latest_budget_state(bootstrap: str, topics: Topics) -> dict[str, dict[str, Any]]:
-    """Return the last budget-state document of each tenant."""
+    """Return the last budget-state document of each tenant.
+
+    The service buffers budget-state records and counts a batch in /stats
+    before the buffer drains, so this first waits until the topic's end offsets
+    stay put for ``QUIET_S``.
+    """
+    wait_until_quiet(bootstrap, topics.budget_state)
     latest: dict[str, dict[str, Any]] = {}
     for record in run(read_topic(bootstrap, topics.budget_state)):
         document = json.loads(record.value)
@@ -520,6 +528,22 @@ async def committed_offsets(bootstrap: str, topics: Topics) -> dict[int, int]:
         return committed
     finally:
         await consumer.stop()
+
+
+def wait_until_quiet(
+    bootstrap: str, topic: str, deadline_s: float = CONSUME_DEADLINE_S
+) -> None:
+    """Return once no record has been added to ``topic`` for ``QUIET_S``."""
+    deadline = time.monotonic() + deadline_s
+    seen = end_offsets(bootstrap, topic)
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < QUIET_S:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{topic} still growing after {deadline_s} s")
+        time.sleep(0.1)
+        now = end_offsets(bootstrap, topic)
+        if now != seen:
+            seen, quiet_since = now, time.monotonic()
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
