@@ -7,7 +7,9 @@ batch only after that, and flushes the producer before it commits offsets, so a
 committed offset never runs ahead of the state that includes it. When a worker
 dies, the partition's next owner restores the table before it reads new records.
 Records it reads again are skipped by the offset each tenant stores, and request
-ids already seen are dropped, so nothing is counted twice. Alert ids are
+ids already seen are dropped, so nothing is counted twice. A record that never
+reaches the agent leaves a hole in its partition's offsets, and the service
+seeks back to it (``detector.service.sequence``). Alert ids are
 deterministic, so an alert record sent again after a crash carries the same id
 and receivers deduplicate it.
 """
@@ -25,6 +27,8 @@ from typing import Any
 
 import faust
 import msgspec
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from faust.types import TP, EventT
 
 from detector import alerts
@@ -38,6 +42,7 @@ from detector.service.budget_state import budget_state
 from detector.service.otlp_ingest import OtlpIngest
 from detector.service.partition import PartitionRunner
 from detector.service.reload import RulesReloader
+from detector.service.sequence import OffsetSequence, Verdict
 from detector.service.settings import ServiceSettings
 from detector.service.stall import StallWatch
 from detector.tiers.predictive import ForecastJob
@@ -107,6 +112,7 @@ class BurnrateService:
         # Runners of revoked partitions, by partition, with the consumer
         # generation they were revoked from (see on_revoked).
         self.parked: dict[int, tuple[int, PartitionRunner]] = {}
+        self.sequence = OffsetSequence()
 
     def runner(self, partition: int) -> PartitionRunner:
         """Return the partition's runner, creating it with every tenant restored."""
@@ -132,8 +138,16 @@ class BurnrateService:
         wall_s = time.time()
         started_s = time.perf_counter()
         touched: set[int] = set()
+        await self._start_partitions(batch)
         for event in batch:
             message = event.message
+            verdict = self.sequence.check(message.partition, message.offset)
+            if verdict is Verdict.SKIP:
+                continue
+            if verdict is Verdict.REWIND:
+                offset = self.sequence.rewind_to(message.partition)
+                await self.app.consumer.seek(message.tp, offset)
+                continue
             runner = self.runner(message.partition)
             value = event.value if isinstance(event.value, bytes) else bytes(event.value)
             key = bytes(message.key) if message.key is not None else None
@@ -148,6 +162,36 @@ class BurnrateService:
             await self._persist(self.runners[partition])
         self.metrics.flush(time.perf_counter() - started_s, datetime.now(UTC))
         await self._publish_alerts(self.metrics.take_alerts())
+
+    async def _start_partitions(self, batch: Sequence[EventT[Any]]) -> None:
+        """Look up the committed offsets of partitions new to this assignment."""
+        new = {event.message.partition for event in batch}
+        new = {partition for partition in new if not self.sequence.is_started(partition)}
+        if not new:
+            return
+        committed = await self._committed_offsets()
+        for partition in new:
+            self.sequence.start(partition, committed.get(partition))
+
+    async def _committed_offsets(self) -> dict[int, int]:
+        """Return the group's committed offset of each events partition that has one."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        try:
+            await admin.start()
+            offsets = await admin.list_consumer_group_offsets(self.settings.app_id)
+        except KafkaError as error:
+            logger.warning(
+                "committed offsets of group %s not read, so the first record of "
+                "each partition sets its start: %s", self.settings.app_id, error,
+            )
+            return {}
+        finally:
+            await admin.close()
+        return {
+            tp.partition: found.offset
+            for tp, found in offsets.items()
+            if tp.topic == self.settings.events_topic and found.offset >= 0
+        }
 
     async def tick(self) -> None:
         """Drive event time from the wall clock and start due forecast fits."""
@@ -173,6 +217,7 @@ class BurnrateService:
         generation = self.app.consumer_generation_id
         for tp in revoked:
             if tp.topic == self.settings.events_topic:
+                self.sequence.forget(tp.partition)
                 runner = self.runners.pop(tp.partition, None)
                 if runner is not None:
                     self.parked[tp.partition] = (generation, runner)
@@ -203,6 +248,7 @@ class BurnrateService:
                     "last_offset": runner.counters.last_offset,
                     "redelivered": runner.counters.redelivered,
                     "offset_gaps": runner.counters.offset_gaps,
+                    "rewinds": self.sequence.rewind_counts.get(partition, 0),
                     "rejected": runner.counters.rejected,
                     "tenants": len(runner.engine.tenants),
                     "events": runner.engine.stats.events,

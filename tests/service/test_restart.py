@@ -260,16 +260,6 @@ def _encode_batch(documents: list[dict[str, Any]]) -> bytes:
     return encode(documents)
 
 
-# TODO: about 1 run in 5 the restarted worker never handles one of the 21
-# records: the group's committed offsets are right when it starts (checked),
-# the partition's last record is handled, and one record before it never
-# reaches the agent, so it is dropped between faust's fetcher and the stream
-# during the startup seek. The mark ends when the worker detects such a hole
-# (handled offsets against the committed offset it started from) and seeks
-# back to it.
-@pytest.mark.xfail(
-    reason="faust intermittently drops one record after the restart", strict=False
-)
 def test_restart_with_tenants_in_breach(make_worker: WorkerFactory) -> None:
     """A restart sends nothing for 40 alerted tenants and 1 alert for a new crossing."""
     topics = Topics.unique("breach")
