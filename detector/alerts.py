@@ -18,12 +18,20 @@ import msgspec
 
 Tier = Literal["absolute", "rate_of_change", "predictive", "service"]
 Status = Literal["firing", "resolved"]
-Unit = Literal["usd", "tokens", "requests"]
+Unit = Literal["usd", "tokens", "requests", "ms", "tokens/s", "ratio"]
 
 UNIT_OF_SIGNAL: dict[str, Unit] = {
     "spend": "usd",
     "tokens": "tokens",
     "requests": "requests",
+    "ttft_ms": "ms",
+    "inter_token_ms": "ms",
+    "max_inter_token_gap_ms": "ms",
+    "duration_ms": "ms",
+    "output_tokens_per_s": "tokens/s",
+    "error_rate": "ratio",
+    "refusal_rate": "ratio",
+    "cache_hit_rate": "ratio",
 }
 
 
@@ -83,12 +91,24 @@ def alert_id(*parts: object) -> str:
 
 
 def format_amount(value: Decimal, unit: Unit) -> str:
-    """Format a value for people: dollars to the cent, counts as whole numbers."""
+    """Format a value for people.
+
+    Dollars show to the cent, counts as whole numbers, milliseconds whole from
+    100 ms and to 0.1 ms below, token rates to 0.1 token/s, and ratios as
+    percentages to 0.01 %.
+    """
     if unit == "usd":
         cents = value.quantize(Decimal("0.01"))
         if value != 0 and cents == 0:
             return f"${value.quantize(Decimal('0.000001')):,}"
         return f"${cents:,}"
+    if unit == "ms":
+        digits = Decimal(1) if abs(value) >= 100 else Decimal("0.1")
+        return f"{value.quantize(digits):,} ms"
+    if unit == "tokens/s":
+        return f"{value.quantize(Decimal('0.1')):,} tokens/s"
+    if unit == "ratio":
+        return f"{tidy((value * 100).quantize(Decimal('0.01')))}%"
     return f"{value.quantize(Decimal(1)):,} {unit}"
 
 
@@ -98,6 +118,10 @@ def format_pair(value: Decimal, limit: Decimal, unit: Unit) -> tuple[str, str]:
     if shown == limit_shown and value != limit and unit == "usd":
         digits = Decimal("0.000001")
         return f"${value.quantize(digits):,}", f"${limit.quantize(digits):,}"
+    if shown == limit_shown and value != limit and unit != "usd":
+        suffix = "%" if unit == "ratio" else f" {unit}"
+        scale = 100 if unit == "ratio" else 1
+        return f"{tidy(value * scale)}{suffix}", f"{tidy(limit * scale)}{suffix}"
     return shown, limit_shown
 
 

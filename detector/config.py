@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Annotated, Literal
+from functools import cached_property
+from typing import TYPE_CHECKING, Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -26,6 +27,7 @@ from pydantic import (
 )
 
 from detector.periods import WEEKDAYS, PeriodSpec, Weekday
+from detector.windows import QUANTILE_SIGNALS, RATIO_SIGNALS, measure_key
 
 _DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -71,7 +73,22 @@ Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 Comparison = Literal[">=", ">"]
 Severity = Literal["critical", "error", "warning", "info"]
 SeriesKey = Literal["tenant", "feature", "route", "model", "provider", "region"]
-Signal = Literal["spend", "tokens", "requests"]
+Signal = Literal[
+    "spend",
+    "tokens",
+    "requests",
+    "ttft_ms",
+    "inter_token_ms",
+    "max_inter_token_gap_ms",
+    "output_tokens_per_s",
+    "duration_ms",
+    "error_rate",
+    "refusal_rate",
+    "cache_hit_rate",
+]
+# Threshold rules on latency and ratio signals may also fire on a low value,
+# such as a cache hit rate or a token rate that falls under its floor.
+ThresholdComparison = Literal[">=", ">", "<=", "<"]
 
 ALL_TENANTS = "*"
 
@@ -241,22 +258,103 @@ class _RuleBase(_Frozen):
         return ALL_TENANTS in self.tenants or tenant in self.tenants
 
 
-class ThresholdRule(_RuleBase):
-    """Absolute tier: a windowed total compared with a fixed threshold."""
+Quantile = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+MinRequests = Annotated[int, Field(ge=1)]
+
+
+class _WindowedRule(_RuleBase):
+    """Checks and keys of the rules that read a signal over a window.
+
+    A latency signal is summarised by ``quantile`` (0.95 is the p95). A latency
+    or ratio value counts only when the window contains at least ``min_requests``
+    requests that report it. Ratio signals must set it, because a single failed
+    request is an error rate of 100 %. Each subclass declares the fields, so
+    they follow ``signal`` in the order that error messages list fields.
+    """
+
+    if TYPE_CHECKING:
+        signal: Signal
+        quantile: float | None
+        min_requests: int | None
+
+    @model_validator(mode="after")
+    def _signal_options(self) -> _WindowedRule:
+        signal = self.signal
+        if signal in QUANTILE_SIGNALS and self.quantile is None:
+            raise ValueError(
+                f"signal {signal} needs a quantile: add quantile: 0.95 (above 0 "
+                "and at most 1) for the p95"
+            )
+        if signal not in QUANTILE_SIGNALS and self.quantile is not None:
+            raise ValueError(
+                f"quantile {self.quantile} is set but signal is {signal}: quantile "
+                f"applies to {', '.join(QUANTILE_SIGNALS)} only, so remove it"
+            )
+        if signal in RATIO_SIGNALS and self.min_requests is None:
+            raise ValueError(
+                f"signal {signal} needs min_requests: add the fewest requests a "
+                "window must hold before its ratio counts, for example min_requests: 20"
+            )
+        if self.min_requests is not None and not self.measured:
+            raise ValueError(
+                f"min_requests {self.min_requests} is set but signal is {signal}: "
+                "min_requests applies to latency and ratio signals only, so remove it"
+            )
+        return self
+
+    @property
+    def measured(self) -> bool:
+        """Whether the signal is a latency or ratio signal rather than a total."""
+        return self.signal in QUANTILE_SIGNALS or self.signal in RATIO_SIGNALS
+
+    @cached_property
+    def measure(self) -> str:
+        """The key that ``detector.windows`` reads the rule's value by."""
+        # Cached because every check per event reads it.
+        return measure_key(self.signal, self.quantile, self.min_requests)
+
+    @property
+    def signal_label(self) -> str:
+        """The signal as alert texts show it: ``p95 ttft_ms``, ``error_rate``, ``spend``."""
+        if self.quantile is None:
+            return self.signal
+        percent = format((Decimal(str(self.quantile)) * 100).normalize(), "f")
+        return f"p{percent} {self.signal}"
+
+
+class ThresholdRule(_WindowedRule):
+    """Absolute tier: a windowed total, quantile or ratio against a fixed threshold."""
 
     tier: Literal["absolute"]
     signal: Signal = "spend"
+    quantile: Quantile | None = None
+    min_requests: MinRequests | None = None
     series: tuple[SeriesKey, ...] = ("tenant",)
     window_s: DurationS = Field(alias="window")
     threshold: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-    comparison: Comparison = ">="
+    comparison: ThresholdComparison = ">="
     for_s: Annotated[int, BeforeValidator(parse_duration_s), Field(ge=0)] = Field(
         default=0, alias="for"
     )
     severity: Severity = "critical"
 
+    @model_validator(mode="after")
+    def _threshold_fits_signal(self) -> ThresholdRule:
+        if self.comparison in ("<=", "<") and not self.measured:
+            raise ValueError(
+                f"comparison {self.comparison!r} is set but signal is {self.signal}: "
+                "a total is checked as it rises, so use >= or >; a falling total "
+                "is a rate_of_change rule with direction: down"
+            )
+        if self.signal in RATIO_SIGNALS and self.threshold > 1:
+            raise ValueError(
+                f"threshold {self.threshold} is above 1 but {self.signal} is a ratio "
+                "from 0 to 1: write 5 % as 0.05"
+            )
+        return self
 
-class RateOfChangeRule(_RuleBase):
+
+class RateOfChangeRule(_WindowedRule):
     """Rate-of-change tier: a windowed total against the same window in past weeks.
 
     The baseline is the median of the same interval ``baseline_weeks`` weeks back,
@@ -266,6 +364,8 @@ class RateOfChangeRule(_RuleBase):
 
     tier: Literal["rate_of_change"]
     signal: Signal = "spend"
+    quantile: Quantile | None = None
+    min_requests: MinRequests | None = None
     series: tuple[SeriesKey, ...] = ("tenant",)
     window_s: DurationS = Field(alias="window")
     baseline_weeks: Annotated[int, Field(ge=1, le=8)] = 1
@@ -287,6 +387,12 @@ class RateOfChangeRule(_RuleBase):
     # Warm-up (less than one baseline period of history) compares with the
     # trailing day and needs this ratio (default: twice min_ratio).
     warmup_min_ratio: Annotated[Decimal, Field(gt=1, allow_inf_nan=False)] | None = None
+    # Back-to-back windows just before the current one that join the earlier
+    # periods' windows in the baseline median (0: the periods alone).
+    recent_windows: Annotated[int, Field(ge=0, le=24)] = 0
+    # The change must also be at least this many robust standard deviations of
+    # the baseline windows (1.4826 x their median absolute deviation).
+    min_deviations: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | None = None
 
     @model_validator(mode="after")
     def _rate_levels(self) -> RateOfChangeRule:
@@ -299,6 +405,13 @@ class RateOfChangeRule(_RuleBase):
             raise ValueError(
                 f"baseline_period {self.baseline_period_s}s is shorter than window "
                 f"{self.window_s}s: the earlier windows would overlap"
+            )
+        span_s = self.baseline_weeks * self.baseline_period_s
+        if self.recent_windows * self.window_s > span_s:
+            raise ValueError(
+                f"recent_windows {self.recent_windows} of {self.window_s}s reach "
+                f"further back than the {span_s}s of baseline history that is "
+                "kept: use fewer recent windows or more baseline periods"
             )
         return self
 

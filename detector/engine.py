@@ -33,13 +33,14 @@ from detector.config import (
     ThresholdRule,
 )
 from detector.events import Event
-from detector.forecast import MonthEndForecast
+from detector.forecast import FittedModel, MonthEndForecast
 from detector.periods import zone
 from detector.pricing import CostSource, Pricer
 from detector.state import Retention, TenantState
 from detector.tiers import budget, predictive, rate, threshold
 from detector.tiers.common import series_id
 from detector.tiers.rate import WEEK_S
+from detector.windows import FINE_BUCKET_S, Sample, SignalPlan
 
 _ZERO = Decimal(0)
 _HOUR_S = 3600
@@ -74,6 +75,8 @@ class EngineStats:
     alerts: Counter[tuple[str, str]] = field(default_factory=Counter)
     forecasts: int = 0
     forecast_fallbacks: int = 0
+    # Fallback steps by code (detector.forecast.FALLBACK_CODES).
+    forecast_fallback_reasons: Counter[str] = field(default_factory=Counter)
     spend_usd: Decimal = _ZERO
 
 
@@ -145,6 +148,10 @@ class Engine:
         # executor) and hands the result back through ``apply_forecast``.
         self.defer_forecasts = defer_forecasts
         self.pending_forecasts: list[tuple[predictive.ForecastJob, datetime]] = []
+        # Tenant -> rule id -> parameters of the last accepted fit, which the next
+        # forecast updates cheaply until it is due for a refit. Kept in memory
+        # only: after a restart each tenant's first forecast is a refit.
+        self.fitted_models: dict[str, dict[str, FittedModel]] = {}
         # Tenants whose state changed since the caller last took this set.
         self.touched: set[str] = set()
 
@@ -171,10 +178,13 @@ class Engine:
         if late:
             self.stats.late += 1
         else:
+            sample: Sample | None = None
             for spec in self._specs:
-                state.series_for(series_id(event, spec)).add(
-                    timestamp_s, cost_usd or _ZERO, tokens
-                )
+                series = state.series_for(series_id(event, spec))
+                series.add(timestamp_s, cost_usd or _ZERO, tokens)
+                if series.plan is not None:
+                    sample = sample or Sample(event)
+                    series.add_signals(timestamp_s, sample)
 
         plan = self._plan_of(event.tenant)
         fired = budget.add_and_check(
@@ -249,7 +259,8 @@ class Engine:
     ) -> list[AlertRecord]:
         records: list[AlertRecord] = []
         for rule, limit in plan.forecasts:
-            job = predictive.plan(state, rule, limit, now)
+            fitted = self.fitted_models.get(state.tenant, {}).get(rule.id)
+            job = predictive.plan(state, rule, limit, now, fitted)
             if job is None:
                 continue
             self.touched.add(state.tenant)
@@ -273,6 +284,12 @@ class Engine:
             return []
         self.stats.forecasts += 1
         self.stats.forecast_fallbacks += result.fallback_reason is not None
+        self.stats.forecast_fallback_reasons.update(result.fallbacks)
+        fitted = self.fitted_models.setdefault(job.tenant, {})
+        if result.fitted is not None:
+            fitted[job.rule.id] = result.fitted
+        else:
+            fitted.pop(job.rule.id, None)
         self.touched.add(job.tenant)
         record = predictive.conclude(state, job, result, now)
         return [record] if record is not None else []
@@ -358,9 +375,10 @@ class Engine:
     def _apply_retention(self, state: TenantState) -> None:
         retention = self._retention
         state.retention = retention
-        for series in state.series.values():
+        for (spec, _), series in state.series.items():
             series.fine_retention_s = retention.fine_s
             series.coarse_retention_s = retention.coarse_s
+            series.set_plan(retention.signal_plans.get(spec))
             # A rolling window no rule needs is dropped. A new window length is
             # summed from fine buckets, which is exact, until the series is new.
             for window_s in list(series.rolling):
@@ -370,6 +388,7 @@ class Engine:
     def drop_tenant(self, tenant: str) -> None:
         """Forget a tenant whose partition moved to another worker."""
         self.tenants.pop(tenant, None)
+        self.fitted_models.pop(tenant, None)
 
     def _new_state(self, tenant: str) -> TenantState:
         timezone = zone(self.rules.timezone_of(tenant))
@@ -405,6 +424,7 @@ def _retention(rules: RuleSet, settings: EngineSettings) -> Retention:
     coarse_s = max([8 * _DAY_S, *baselines, *windows]) + settings.allowed_lateness_s
     histories = [r.history_days for r in rules.rules if isinstance(r, ForecastRule)]
     return Retention(
+        signal_plans=_signal_plans(rules, settings, fine_s),
         rolling_windows_s=tuple(sorted(set(short_windows))),
         fine_s=fine_s,
         coarse_s=coarse_s,
@@ -412,3 +432,41 @@ def _retention(rules: RuleSet, settings: EngineSettings) -> Retention:
         dedup_s=settings.dedup_horizon_s,
         dedup_max_ids=settings.dedup_max_ids_per_tenant,
     )
+
+
+def _signal_plans(
+    rules: RuleSet, settings: EngineSettings, fine_s: int
+) -> dict[tuple[str, ...], SignalPlan]:
+    """Plan latency and ratio state for each series spec that a rule reads it of.
+
+    Fine buckets cover the longest such window of up to 6 hours plus the allowed
+    lateness. A spec with a rate-of-change rule keeps them as long as the totals
+    do (``fine_s``), because that tier reads earlier windows from fine buckets
+    that far back. Hourly buckets are kept only for
+    rate-of-change baselines and for longer windows, and only as far back as
+    those need.
+    """
+    by_spec: dict[tuple[str, ...], list[ThresholdRule | RateOfChangeRule]] = {}
+    for rule in rules.rules:
+        if isinstance(rule, ThresholdRule | RateOfChangeRule) and rule.measured:
+            by_spec.setdefault(rule.series, []).append(rule)
+    plans = {}
+    lateness_s = settings.allowed_lateness_s
+    for spec, measured in by_spec.items():
+        short = sorted({r.window_s for r in measured if r.window_s <= 6 * _HOUR_S})
+        hourly = [
+            r.baseline_weeks * r.baseline_period_s + r.window_s + _HOUR_S
+            for r in measured
+            if isinstance(r, RateOfChangeRule)
+        ]
+        hourly_for_rate = bool(hourly)
+        hourly += [r.window_s + _HOUR_S for r in measured if r.window_s > 6 * _HOUR_S]
+        plans[spec] = SignalPlan(
+            sketch_signals=tuple(sorted({r.signal for r in measured if r.quantile})),
+            windows_s=tuple(short),
+            fine_retention_s=fine_s
+            if hourly_for_rate
+            else max(short, default=0) + lateness_s + FINE_BUCKET_S,
+            coarse_retention_s=max(hourly) + lateness_s if hourly else 0,
+        )
+    return plans

@@ -218,6 +218,13 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         "low confidence, nothing to fix unless it persists past two weeks.",
     ),
     MetricSpec(
+        "burnrate_forecast_fallback_steps", "counter", ("reason",), "steps",
+        "Fallback steps of month-end forecasts by reason, one of the codes in "
+        "detector.forecast.FALLBACK_CODES.",
+        "forecast_non_finite, forecast_below_spend or forecast_above_run_rate "
+        "growing: look up the tenants' fallback_reason in the forecast alerts.",
+    ),
+    MetricSpec(
         "burnrate_tenants_active", "gauge", (), "tenants",
         "Tenants held in memory by this worker.",
         "Growing without bound means tenant ids are not stable: check producers.",

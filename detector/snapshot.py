@@ -4,7 +4,10 @@ The service keeps one snapshot per tenant in a changelog-backed table and
 restores it when a partition moves to another worker. The format is MessagePack
 with money as decimal strings, so a restore gives back exactly the same totals.
 Rolling window sums are not stored: they are rebuilt from the fine buckets on
-first use.
+first use. Latency and ratio buckets (counts and sketches) follow a series'
+totals as two extra list items. Snapshots written before those existed have no
+such items and load with empty latency state. Items for signals that no loaded
+rule reads are dropped on load.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import msgspec
 from detector.lifecycle import AlertState
 from detector.periods import zone
 from detector.state import PeriodTotal, Retention, TenantState
-from detector.windows import BucketSeries, Totals
+from detector.windows import BucketSeries, SignalStats, Totals
 
 FORMAT_VERSION = 1
 
@@ -97,6 +100,8 @@ def _dump_series(series_id: tuple[tuple[str, ...], tuple[str, ...]], series: Buc
         [[start, *totals.to_list()] for start, totals in series.fine.items()],
         [[start, *totals.to_list()] for start, totals in series.coarse.items()],
         series.newest_s,
+        [[start, *stats.to_list()] for start, stats in series.fine_stats.items()],
+        [[start, *stats.to_list()] for start, stats in series.coarse_stats.items()],
     ]
 
 
@@ -104,6 +109,15 @@ def _load_series(series: BucketSeries, entry: list[Any]) -> None:
     series.fine = {row[0]: Totals.from_list(row[1:]) for row in entry[2]}
     series.coarse = {row[0]: Totals.from_list(row[1:]) for row in entry[3]}
     series.newest_s = entry[4]
+    plan = series.plan
+    if plan is None or len(entry) < 7:
+        return
+    signals = plan.sketch_signals
+    series.fine_stats = {row[0]: SignalStats.from_list(row[1:], signals) for row in entry[5]}
+    if plan.coarse_retention_s:
+        series.coarse_stats = {
+            row[0]: SignalStats.from_list(row[1:], signals) for row in entry[6]
+        }
 
 
 def _dump_period(total: PeriodTotal) -> list[Any]:

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from detector.lifecycle import Lifecycle
 from detector.periods import Period, local_date, local_midnight, period_bounds
-from detector.windows import BucketSeries
+from detector.windows import BucketSeries, SignalPlan
 
 SeriesId = tuple[tuple[str, ...], tuple[str, ...]]
 _ZERO = Decimal(0)
@@ -51,6 +51,8 @@ class Retention:
     dedup_s: int
     dedup_max_ids: int
     rolling_windows_s: tuple[int, ...] = ()
+    # Latency and ratio state per series spec, for the specs a rule reads it of.
+    signal_plans: dict[tuple[str, ...], SignalPlan] = field(default_factory=dict)
 
 
 class TenantState:
@@ -112,6 +114,7 @@ class TenantState:
                 self.retention.fine_s,
                 self.retention.coarse_s,
                 self.retention.rolling_windows_s,
+                self.retention.signal_plans.get(series_id[0]),
             )
         return series
 

@@ -6,15 +6,53 @@ bucket start, because most series are idle most of the time: a tenant that sends
 one request an hour costs one entry per hour, not sixty. Dicts keep insertion
 order, which is event-time order except for late events, so pruning pops from
 the front until it meets a bucket that is still inside the retention.
+
+Latency, error, refusal and cache signals are not sums, so they live in separate
+``SignalStats`` buckets: request, error and refusal counts, cache and input token
+sums, and one quantile sketch per latency signal. A series keeps them only when
+a rule needs them (its ``SignalPlan``), and for as long as those rules' windows
+need, which is usually much shorter than the totals' retention.
+
+The tiers read every signal through ``window_total`` and ``coarse_total`` with a
+measure key (``measure_key``): a total's key is its signal name, and a latency
+key also carries the quantile and the minimum request count. Those two return
+the quantile or ratio of the window for such a key, and 0 when the window has
+fewer requests than the minimum. ``window_reading`` returns the value with its
+request count, so a caller can tell "0" from "not enough requests".
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
+
+from ddsketch import DDSketch
+
+from detector import sketch
+from detector.events import Event
 
 FINE_BUCKET_S = 60
 COARSE_BUCKET_S = 3600
 _ZERO = Decimal(0)
+
+TOTAL_SIGNALS = ("spend", "tokens", "requests")
+# Signals summarised per window by a quantile of their per-request values.
+QUANTILE_SIGNALS = (
+    "ttft_ms",
+    "inter_token_ms",
+    "max_inter_token_gap_ms",
+    "output_tokens_per_s",
+    "duration_ms",
+)
+# Signals that are one count divided by another over the window.
+RATIO_SIGNALS = ("error_rate", "refusal_rate", "cache_hit_rate")
+# Ratios keep six decimals: 1 error in 1,000,000 requests still shows.
+_RATIO_DIGITS = Decimal("0.000001")
+# Latencies and rates keep three decimals of the sketch's float value.
+_QUANTILE_DIGITS = Decimal("0.001")
+# Cached hourly readings per series: enough for eight baseline periods and the
+# windows beside them, small enough to clear at once when full.
+_MAX_HOUR_READINGS = 64
 
 
 class Totals:
@@ -59,27 +97,261 @@ class Totals:
         return cls(Decimal(data[0]), int(data[1]), int(data[2]))
 
 
+def is_total(key: str) -> bool:
+    """Return whether a measure key names a sum (spend, tokens, requests)."""
+    return key in TOTAL_SIGNALS
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """A latency or ratio signal with its quantile and minimum request count."""
+
+    signal: str
+    quantile: float | None
+    min_requests: int
+
+
+_MEASURES: dict[str, Measure] = {}
+
+
+def measure_key(signal: str, quantile: float | None, min_requests: int | None) -> str:
+    """Return the key the window functions take for a signal and its options."""
+    if signal in TOTAL_SIGNALS:
+        return signal
+    q = "" if quantile is None else repr(float(quantile))
+    return f"{signal}|{q}|{min_requests or 1}"
+
+
+def parse_measure(key: str) -> Measure:
+    """Return the measure a key from ``measure_key`` stands for."""
+    measure = _MEASURES.get(key)
+    if measure is None:
+        signal, q, minimum = key.split("|")
+        measure = Measure(signal, float(q) if q else None, int(minimum))
+        _MEASURES[key] = measure
+    return measure
+
+
+class Sample:
+    """The values one request adds to the latency and ratio signals.
+
+    ``inter_token_ms`` is the mean gap between output tokens,
+    ``(duration_ms - ttft_ms) / (output_tokens - 1)``, known for streamed
+    requests with two or more output tokens. ``output_tokens_per_s`` is output
+    tokens over the whole duration, time to first token included. That is the
+    rate a client observes, and it exists for requests that were not streamed too.
+    A value that is unknown or negative is left out.
+    """
+
+    __slots__ = ("cache_read_tokens", "input_tokens", "is_error", "is_refusal", "values")
+
+    def __init__(self, event: Event) -> None:
+        self.is_error = event.is_error
+        self.is_refusal = event.is_refusal
+        self.input_tokens = event.input_tokens
+        self.cache_read_tokens = event.cache_read_tokens
+        ttft, duration = event.ttft_ms, event.duration_ms
+        output = event.output_tokens
+        values: dict[str, float] = {}
+        if ttft is not None and ttft >= 0:
+            values["ttft_ms"] = ttft
+        if duration is not None and duration >= 0:
+            values["duration_ms"] = duration
+            if output is not None and duration > 0:
+                values["output_tokens_per_s"] = output * 1000.0 / duration
+            if ttft is not None and output is not None and output >= 2 and duration >= ttft >= 0:
+                values["inter_token_ms"] = (duration - ttft) / (output - 1)
+        gap = event.max_inter_token_gap_ms
+        if gap is not None and gap >= 0:
+            values["max_inter_token_gap_ms"] = gap
+        self.values = values
+
+
+@dataclass(frozen=True, slots=True)
+class SignalPlan:
+    """The latency and ratio state one series spec keeps, derived from the rules.
+
+    ``sketch_signals`` are the latency signals some rule reads. Fine buckets are
+    kept for ``fine_retention_s`` and carry running sums for ``windows_s``.
+    Hourly buckets are kept for ``coarse_retention_s``, and 0 keeps none: only
+    rate-of-change baselines and windows longer than the fine retention read
+    them.
+    """
+
+    sketch_signals: tuple[str, ...]
+    windows_s: tuple[int, ...]
+    fine_retention_s: int
+    coarse_retention_s: int
+
+
+class SignalStats:
+    """The counts, token sums and latency sketches of one bucket or window."""
+
+    __slots__ = (
+        "cache_read_tokens",
+        "errors",
+        "input_requests",
+        "input_tokens",
+        "refusals",
+        "requests",
+        "sketches",
+    )
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.refusals = 0
+        # Requests that reported input tokens, and their input and cache sums.
+        self.input_requests = 0
+        self.input_tokens = 0
+        self.cache_read_tokens = 0
+        self.sketches: dict[str, DDSketch] = {}
+
+    def add(self, sample: Sample, signals: tuple[str, ...]) -> None:
+        self.requests += 1
+        self.errors += sample.is_error
+        self.refusals += sample.is_refusal
+        if sample.input_tokens is not None:
+            self.input_requests += 1
+            self.input_tokens += sample.input_tokens
+            self.cache_read_tokens += sample.cache_read_tokens
+        for signal in signals:
+            value = sample.values.get(signal)
+            if value is None:
+                continue
+            found = self.sketches.get(signal)
+            if found is None:
+                found = self.sketches[signal] = sketch.new_sketch()
+            sketch.add(found, value)
+
+    def merge(self, other: SignalStats) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.refusals += other.refusals
+        self.input_requests += other.input_requests
+        self.input_tokens += other.input_tokens
+        self.cache_read_tokens += other.cache_read_tokens
+        for signal, part in other.sketches.items():
+            found = self.sketches.get(signal)
+            if found is None:
+                found = self.sketches[signal] = sketch.new_sketch()
+            found.merge(part)
+
+    def subtract(self, other: SignalStats) -> None:
+        self.requests -= other.requests
+        self.errors -= other.errors
+        self.refusals -= other.refusals
+        self.input_requests -= other.input_requests
+        self.input_tokens -= other.input_tokens
+        self.cache_read_tokens -= other.cache_read_tokens
+        for signal, part in other.sketches.items():
+            found = self.sketches.get(signal)
+            if found is not None:
+                sketch.subtract(found, part)
+
+    def reading(self, measure: Measure) -> Reading:
+        """Return the measure's value over this bucket or window, and its count."""
+        signal = measure.signal
+        if measure.quantile is not None:
+            found = self.sketches.get(signal)
+            if found is None:
+                return Reading(None, 0, False)
+            count = int(found.count)
+            if count < measure.min_requests:
+                # Too few to count: the quantile is not needed, and skipping it
+                # keeps the check per event cheap on quiet series.
+                return Reading(None, count, False)
+            value = sketch.quantile(found, measure.quantile)
+            shown = None if value is None else Decimal(value).quantize(_QUANTILE_DIGITS)
+            return Reading(shown, count, count >= measure.min_requests)
+        if signal == "cache_hit_rate":
+            count, part, whole = self.input_requests, self.cache_read_tokens, self.input_tokens
+        elif signal == "error_rate":
+            count, part, whole = self.requests, self.errors, self.requests
+        else:
+            count, part, whole = self.requests, self.refusals, self.requests
+        ratio = (Decimal(part) / whole).quantize(_RATIO_DIGITS) if whole else None
+        return Reading(ratio, count, count >= measure.min_requests and ratio is not None)
+
+    def to_list(self) -> list[object]:
+        return [
+            self.requests,
+            self.errors,
+            self.refusals,
+            self.input_requests,
+            self.input_tokens,
+            self.cache_read_tokens,
+            {signal: sketch.dump(found) for signal, found in self.sketches.items()},
+        ]
+
+    @classmethod
+    def from_list(cls, data: list[object], signals: tuple[str, ...]) -> SignalStats:
+        stats = cls()
+        counts = [int(value) for value in data[:6]]  # type: ignore[call-overload]
+        (
+            stats.requests,
+            stats.errors,
+            stats.refusals,
+            stats.input_requests,
+            stats.input_tokens,
+            stats.cache_read_tokens,
+        ) = counts
+        dumped = data[6]
+        assert isinstance(dumped, dict)
+        stats.sketches = {
+            signal: sketch.load(entry)
+            for signal, entry in dumped.items()
+            if signal in signals
+        }
+        return stats
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A latency or ratio value over a window and the requests behind it.
+
+    ``value`` is None when no request reported the signal, and for a quantile
+    also when fewer than ``min_requests`` did. ``enough`` is false when fewer
+    than the measure's ``min_requests`` requests count.
+    """
+
+    value: Decimal | None
+    count: int
+    enough: bool
+
+
 class RollingWindow:
     """The running total of one window length over fine buckets.
 
     The window ``[end_s - window_s, end_s)`` slides forward one fine bucket at a
     time: buckets that leave are subtracted, so a check per event costs a few
-    additions instead of a sum over every bucket of the window.
+    additions instead of a sum over every bucket of the window. ``stats`` is the
+    running ``SignalStats`` of the window when a latency or ratio rule uses this
+    window length, and None otherwise.
     """
 
-    __slots__ = ("end_s", "totals", "window_s")
+    __slots__ = ("end_s", "stats", "totals", "window_s")
 
-    def __init__(self, window_s: int) -> None:
+    def __init__(self, window_s: int, with_stats: bool = False) -> None:
         self.window_s = window_s
         self.end_s = 0
         self.totals = Totals()
+        self.stats: SignalStats | None = SignalStats() if with_stats else None
 
-    def slide(self, fine: dict[int, Totals], end_s: int) -> None:
+    def slide(
+        self,
+        fine: dict[int, Totals],
+        end_s: int,
+        fine_stats: dict[int, SignalStats] | None = None,
+    ) -> None:
         """Move the window end forward to ``end_s``."""
         if end_s <= self.end_s:
             return
+        stats = self.stats if fine_stats is not None else None
         if end_s - self.end_s >= self.window_s:
             self.totals = _sum_totals(fine, end_s - self.window_s, end_s)
+            if stats is not None and fine_stats is not None:
+                self.stats = _sum_stats(fine_stats, end_s - self.window_s, end_s)
             self.end_s = end_s
             return
         leaving = self.end_s - self.window_s
@@ -91,6 +363,13 @@ class RollingWindow:
             joined = fine.get(entering)
             if joined is not None:
                 self.totals.merge(joined)
+            if stats is not None and fine_stats is not None:
+                gone_stats = fine_stats.get(leaving)
+                if gone_stats is not None:
+                    stats.subtract(gone_stats)
+                joined_stats = fine_stats.get(entering)
+                if joined_stats is not None:
+                    stats.merge(joined_stats)
             leaving += FINE_BUCKET_S
             entering += FINE_BUCKET_S
         self.end_s = end_s
@@ -100,11 +379,16 @@ class BucketSeries:
     """Fine and hourly buckets of one series with bounded retention."""
 
     __slots__ = (
+        "_hour_readings",
+        "_last_reading",
         "coarse",
         "coarse_retention_s",
+        "coarse_stats",
         "fine",
         "fine_retention_s",
+        "fine_stats",
         "newest_s",
+        "plan",
         "rolling",
     )
 
@@ -113,14 +397,26 @@ class BucketSeries:
         fine_retention_s: int,
         coarse_retention_s: int,
         rolling_windows_s: tuple[int, ...] = (),
+        plan: SignalPlan | None = None,
     ) -> None:
         self.fine: dict[int, Totals] = {}
         self.coarse: dict[int, Totals] = {}
+        self.fine_stats: dict[int, SignalStats] = {}
+        self.coarse_stats: dict[int, SignalStats] = {}
         self.fine_retention_s = fine_retention_s
         self.coarse_retention_s = coarse_retention_s
         self.newest_s: int | None = None
+        self.plan = plan
+        # The last window reading, because a rate-of-change evaluation reads the
+        # same window twice. ``add_signals`` clears it.
+        self._last_reading: tuple[str, int, int, Reading] | None = None
+        # Readings of whole past hours by (key, first hour, end hour). Baselines
+        # read the same hours on every tick of an hour, and those hours change
+        # only when a late event reaches one of them.
+        self._hour_readings: dict[tuple[str, int, int], Reading] = {}
+        stats_windows = plan.windows_s if plan is not None else ()
         self.rolling = {
-            window_s: RollingWindow(window_s)
+            window_s: RollingWindow(window_s, window_s in stats_windows)
             for window_s in rolling_windows_s
             if window_s <= fine_retention_s
         }
@@ -137,13 +433,61 @@ class BucketSeries:
         for window in self.rolling.values():
             if fine_start >= window.end_s:
                 # The new bucket is in the fine dict already: sliding adds it.
-                window.slide(self.fine, fine_start + FINE_BUCKET_S)
+                window.slide(self.fine, fine_start + FINE_BUCKET_S, self.fine_stats)
             elif fine_start >= window.end_s - window.window_s:
                 window.totals.add(spend_usd, tokens)
+
+    def add_signals(self, timestamp_s: int, sample: Sample) -> None:
+        """Add one request's latency and ratio values; call after ``add``.
+
+        ``add`` has moved the rolling windows to the request's bucket already,
+        so the sample joins the running stats of every window that contains it.
+        """
+        plan = self.plan
+        if plan is None:
+            return
+        self._last_reading = None
+        signals = plan.sketch_signals
+        fine_start = timestamp_s - timestamp_s % FINE_BUCKET_S
+        _stats_bucket(self.fine_stats, fine_start).add(sample, signals)
+        if plan.coarse_retention_s:
+            hour_start = timestamp_s - timestamp_s % COARSE_BUCKET_S
+            _stats_bucket(self.coarse_stats, hour_start).add(sample, signals)
+            newest_s = self.newest_s if self.newest_s is not None else timestamp_s
+            if hour_start < newest_s - newest_s % COARSE_BUCKET_S:
+                self._hour_readings.clear()
+        for window in self.rolling.values():
+            stats = window.stats
+            if stats is None:
+                continue
+            if fine_start >= window.end_s:
+                window.slide(self.fine, fine_start + FINE_BUCKET_S, self.fine_stats)
+            elif fine_start >= window.end_s - window.window_s:
+                stats.add(sample, signals)
+
+    def set_plan(self, plan: SignalPlan | None) -> None:
+        """Switch to another plan after a rule reload, dropping what is not needed."""
+        self.plan = plan
+        self._last_reading = None
+        self._hour_readings.clear()
+        if plan is None:
+            self.fine_stats.clear()
+            self.coarse_stats.clear()
+        elif not plan.coarse_retention_s:
+            self.coarse_stats.clear()
+        windows = plan.windows_s if plan is not None else ()
+        for window in self.rolling.values():
+            if window.window_s not in windows:
+                window.stats = None
+            # A window that newly needs stats reads the fine buckets until the
+            # series is rebuilt, because its running stats would miss the past.
 
     def prune(self, watermark_s: int) -> None:
         _prune(self.fine, watermark_s - self.fine_retention_s)
         _prune(self.coarse, watermark_s - self.coarse_retention_s)
+        if self.plan is not None:
+            _prune(self.fine_stats, watermark_s - self.plan.fine_retention_s)
+            _prune(self.coarse_stats, watermark_s - self.plan.coarse_retention_s)
 
     def window_total(self, signal: str, end_s: int, window_s: int) -> Decimal:
         """Return the total in ``[end_s - window_s, end_s)``.
@@ -151,18 +495,67 @@ class BucketSeries:
         Windows that fit in the fine retention are summed from fine buckets.
         Longer ones come from hourly buckets, where the first and last hour count
         in proportion to their overlap, taking spend as spread evenly inside an
-        hour, so the result is an estimate at the edges.
+        hour, so the result is an estimate at the edges. For a latency or ratio
+        key this is the window's quantile or ratio, or 0 when the window has
+        fewer requests than the key's minimum.
         """
+        if signal not in TOTAL_SIGNALS:
+            return _value_or_zero(self.window_reading(signal, end_s, window_s))
         window = self.rolling.get(window_s)
         if window is not None and end_s >= window.end_s:
-            window.slide(self.fine, end_s)
+            window.slide(self.fine, end_s, self.fine_stats)
             return window.totals.value(signal)
         if window_s <= self.fine_retention_s:
             return _sum_totals(self.fine, end_s - window_s, end_s).value(signal)
         return self.coarse_total(signal, end_s - window_s, end_s)
 
+    def has_enough(self, key: str, end_s: int, window_s: int) -> bool:
+        """Return whether the window contains the key's minimum number of requests.
+
+        Always true for totals, which need no minimum.
+        """
+        if key in TOTAL_SIGNALS:
+            return True
+        return self.window_reading(key, end_s, window_s).enough
+
+    def window_reading(self, key: str, end_s: int, window_s: int) -> Reading:
+        """Return a latency or ratio key's value in ``[end_s - window_s, end_s)``.
+
+        Windows that fit in the plan's fine retention are exact with respect to
+        the sketch. Longer ones merge whole hours, so they start up to an hour
+        before ``end_s - window_s``.
+        """
+        last = self._last_reading
+        if last is not None and last[:3] == (key, end_s, window_s):
+            return last[3]
+        reading = self._read_window(key, end_s, window_s)
+        self._last_reading = (key, end_s, window_s, reading)
+        return reading
+
+    def _read_window(self, key: str, end_s: int, window_s: int) -> Reading:
+        measure = parse_measure(key)
+        window = self.rolling.get(window_s)
+        if window is not None and window.stats is not None and end_s >= window.end_s:
+            window.slide(self.fine, end_s, self.fine_stats)
+            assert window.stats is not None
+            return window.stats.reading(measure)
+        plan = self.plan
+        if plan is not None and window_s <= plan.fine_retention_s:
+            return _sum_stats(self.fine_stats, end_s - window_s, end_s).reading(measure)
+        return self._hours_reading(key, end_s - window_s, end_s)
+
     def coarse_total(self, signal: str, start_s: int, end_s: int) -> Decimal:
-        """Return the hourly-bucket estimate of the total in ``[start_s, end_s)``."""
+        """Return the hourly-bucket estimate of the total in ``[start_s, end_s)``.
+
+        For a latency or ratio key the hours that overlap the interval are merged
+        whole, because a quantile or ratio cannot be split in proportion. The
+        result is 0 when they hold fewer requests than the key's minimum.
+        """
+        if signal not in TOTAL_SIGNALS:
+            # TODO: an earlier window with too few requests counts as 0, so a
+            # rule with direction up reads it as a rise. Leaving such windows out
+            # of the baseline median needs a None here and in detector/tiers/rate.py.
+            return _value_or_zero(self._hours_reading(signal, start_s, end_s))
         total = _ZERO
         bucket_start = start_s - start_s % COARSE_BUCKET_S
         while bucket_start < end_s:
@@ -179,9 +572,63 @@ class BucketSeries:
             bucket_start += COARSE_BUCKET_S
         return total
 
+    def _hours_reading(self, key: str, start_s: int, end_s: int) -> Reading:
+        """Return a key's reading over the whole hours that overlap the interval."""
+        first_s = start_s - start_s % COARSE_BUCKET_S
+        stop_s = end_s - end_s % COARSE_BUCKET_S
+        if stop_s < end_s:
+            stop_s += COARSE_BUCKET_S
+        newest_s = self.newest_s if self.newest_s is not None else 0
+        complete = stop_s <= newest_s - newest_s % COARSE_BUCKET_S
+        cache_key = (key, first_s, stop_s)
+        if complete:
+            found = self._hour_readings.get(cache_key)
+            if found is not None:
+                return found
+        reading = self._coarse_stats(first_s, stop_s).reading(parse_measure(key))
+        if complete:
+            if len(self._hour_readings) >= _MAX_HOUR_READINGS:
+                self._hour_readings.clear()
+            self._hour_readings[cache_key] = reading
+        return reading
+
+    def _coarse_stats(self, start_s: int, end_s: int) -> SignalStats:
+        stats = SignalStats()
+        bucket_start = start_s - start_s % COARSE_BUCKET_S
+        while bucket_start < end_s:
+            found = self.coarse_stats.get(bucket_start)
+            if found is not None:
+                stats.merge(found)
+            bucket_start += COARSE_BUCKET_S
+        return stats
+
     def last_activity_s(self) -> int | None:
         """Return the time of the newest request, or None for an empty series."""
         return self.newest_s
+
+
+def _value_or_zero(reading: Reading) -> Decimal:
+    if not reading.enough or reading.value is None:
+        return _ZERO
+    return reading.value
+
+
+def _stats_bucket(buckets: dict[int, SignalStats], start_s: int) -> SignalStats:
+    stats = buckets.get(start_s)
+    if stats is None:
+        stats = buckets[start_s] = SignalStats()
+    return stats
+
+
+def _sum_stats(buckets: dict[int, SignalStats], start_s: int, end_s: int) -> SignalStats:
+    stats = SignalStats()
+    bucket_start = start_s - start_s % FINE_BUCKET_S
+    while bucket_start < end_s:
+        found = buckets.get(bucket_start)
+        if found is not None:
+            stats.merge(found)
+        bucket_start += FINE_BUCKET_S
+    return stats
 
 
 def _bucket(buckets: dict[int, Totals], start_s: int) -> Totals:
@@ -191,7 +638,7 @@ def _bucket(buckets: dict[int, Totals], start_s: int) -> Totals:
     return totals
 
 
-def _prune(buckets: dict[int, Totals], cutoff_s: int) -> None:
+def _prune(buckets: dict[int, Totals] | dict[int, SignalStats], cutoff_s: int) -> None:
     while buckets:
         oldest = next(iter(buckets))
         if oldest >= cutoff_s:

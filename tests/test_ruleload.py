@@ -18,7 +18,8 @@ INVALID = Path(__file__).resolve().parent / "fixtures" / "rules_invalid"
 
 _RULE_FIELDS = (
     "id, tenants, severity, runbook_url, summary, labels, repeat_interval, "
-    "keep_firing_for, tier, signal, series, window, threshold, comparison, for"
+    "keep_firing_for, tier, signal, quantile, min_requests, series, window, "
+    "threshold, comparison, for"
 )
 _DURATION_FIX = "use a whole number with s, m, h, d or w, for example 15m"
 
@@ -294,7 +295,7 @@ def test_run_check_examples_output() -> None:
 
     assert code == 0
     assert out.getvalue() == (
-        f"{EXAMPLE_RULES}: 5 files, 2 tenants, 2 budgets, 3 rules, "
+        f"{EXAMPLE_RULES}: 5 files, 2 tenants, 2 budgets, 5 rules, "
         "2 price overrides: 0 errors, 0 warnings\n"
     )
 

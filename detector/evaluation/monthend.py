@@ -4,19 +4,28 @@ The hourly rental count stands in for spend: the daily total of ``cnt`` is one
 day's spend. The file lacks 165 hours; they count as zero rentals, so a day's
 total is the sum of the hours present. For each month from March 2011 on, the
 total is forecast on the 10th and on the 20th (with every earlier day complete)
-by ``detector.forecast.forecast_period_end`` and by two references:
+by ``detector.forecast.forecast_period_end`` and by two references. The model
+configuration is fixed for every month: a multiplicative weekly season
+(``SEASONAL``) refitted on the trailing ``HISTORY_DAYS`` days before the cutoff,
+so the 2011 months see less history than the 2012 months. The references are:
 
 - seasonal naive: each remaining day repeats the same weekday of the last week;
 - run rate: each remaining day is the mean of the month's days so far.
 
 Errors are absolute percentage errors of the month total. Coverage is the share
-of forecasts whose 80 % interval contained the actual total. The interval scale
-(``forecast.INTERVAL_SCALE``) is chosen on 2011 as the 80th percentile, rounded up
-to 0.1, of the scale each 2011 forecast needed to contain its actual, and coverage is reported on 2012 with
-it, so the figure is measured on months the scale did not see. The scale is
-applied to the unscaled forecasts afterwards: the interval edges move away from
-the mean linearly in the scale, so one fit per month serves every scale, except
-that a lower edge clipped at the spend to date stays clipped.
+of forecasts whose 80 % interval contained the actual total. It is reported on
+2012 at the product's default scale (``forecast.INTERVAL_SCALE``), unscaled, and at
+a scale calibrated on 2011: the 80th percentile, rounded up to 0.1, of the scale
+each 2011 forecast needed to contain its actual. So the calibrated figure is
+measured on months the scale did not see. Coverage over both years at the default
+scale is reported as well. The scale is applied to the unscaled forecasts
+afterwards: the interval edges move away from the mean linearly in the scale, so
+one fit per month serves every scale, except that a lower edge clipped at the spend
+to date stays clipped.
+
+Scaling the forecast by the ratio of the same days a year earlier to the weeks
+before them (possible from March 2012 on) raised the errors on these months, so
+the model has no yearly term.
 """
 
 from __future__ import annotations
@@ -33,10 +42,14 @@ from typing import Any
 import numpy as np
 
 from detector.evaluation.data import dataset
-from detector.forecast import INTERVAL_SCALE, forecast_period_end
+from detector.forecast import INTERVAL_SCALE, SeasonalForm, forecast_period_end
 
 CUTOFF_DAYS = (10, 20)
 INTERVAL_PCT = 80
+# Counts have a weekly pattern that scales with the annual level, so the season
+# is multiplicative, and a year of history estimates it from every season.
+SEASONAL: SeasonalForm = "multiplicative"
+HISTORY_DAYS = 365
 
 
 def daily_counts(path: Path) -> dict[date, Decimal]:
@@ -79,7 +92,13 @@ def _forecasts(
         Decimal(0),
     )
     result = forecast_period_end(
-        history, cutoff - timedelta(days=1), end, spent, interval_scale=scale
+        history,
+        cutoff - timedelta(days=1),
+        end,
+        spent,
+        seasonal=SEASONAL,
+        interval_scale=scale,
+        history_days=HISTORY_DAYS,
     )
     remaining = (end - cutoff).days + 1
     naive = spent + sum(history[-7 + (i % 7)] for i in range(remaining))
@@ -114,11 +133,16 @@ def run() -> dict[str, Any]:
     held_out = [row for cutoff, row in rows if cutoff.year == 2012]
     report: dict[str, Any] = {
         "months": len(cases) // len(CUTOFF_DAYS),
+        "seasonal": SEASONAL,
+        "history_days": HISTORY_DAYS,
         "interval_scale_default": INTERVAL_SCALE,
         "interval_scale_calibrated_2011": calibrated,
         "coverage_2012_default_scale": round(_coverage(held_out, INTERVAL_SCALE), 3),
         "coverage_2012_calibrated_scale": round(_coverage(held_out, calibrated), 3),
         "coverage_2012_unscaled": round(_coverage(held_out, 1.0), 3),
+        "coverage_all_default_scale": round(
+            _coverage([row for _, row in rows], INTERVAL_SCALE), 3
+        ),
     }
     for cutoff_day in CUTOFF_DAYS:
         chosen = [row for cutoff, row in rows if cutoff.day == cutoff_day]

@@ -19,12 +19,15 @@ size ``k`` adds, every minute of its span, one event whose reported cost is
 earlier (its mean over the first week when that hour was idle), so spend in the
 span is about ``k`` times the usual spend at that hour.
 
-Rule. One rate-of-change rule per tenant: a 10-minute window against the same
-window one week earlier, firing at a ratio of 2 and clearing at 1.5. The
-absolute floor is relative to the traffic: ``min_increase`` is ``FLOOR_SHARE``
-(0.5) times the tenant's median 10-minute spend in the history week, so a rise
-must be half a typical 10 minutes of that tenant's spend. The floor uses the
-history week only, the way a team would set it from past spend.
+Rule. One rate-of-change rule per tenant: a 10-minute window against the median
+of the same window one week earlier and the 6 windows of the hour before it. It
+fires at a ratio of 2 and at 8 robust standard deviations of those 7 windows. It
+clears at 1.2 and stays firing for 20 minutes after the condition last held, so
+a burst that flaps counts as one alert. The absolute floor is relative to the
+traffic: ``min_increase`` is ``FLOOR_SHARE`` (0.5) times the tenant's median
+10-minute spend in the history week, so a rise must be half a typical 10 minutes
+of that tenant's spend. The floor uses the history week only, the way a team
+would set it from past spend, and no parameter depends on the planted spikes.
 
 Scoring. A spike is detected when an alert of its tenant fires between its start
 and its end plus one rule window, and the delay is the time from its start to
@@ -65,19 +68,30 @@ MIN_GAP_S = 6 * 3600
 MAX_DRAWS = 10_000
 WEEK_S = 7 * 86400
 WINDOW_S = 600
-# TODO: with this floor the real traffic alone fires about 20 times per tenant-week
-# (target: 0.02), because these tenants often double against the same 10 minutes
-# a week earlier. A floor relative to the spread of the tenant's own recent
-# windows needs a new rule field; adding it to the rule model ends this.
+# TODO: the real traffic alone still fires about 14 times per tenant-week (target:
+# 0.02), because these tenants often jump 3x to 10x within 10 minutes and stay
+# there for a while. Such a burst looks like a planted 3x spike, so only labels
+# of the natural bursts, which would leave them out of the count, end this.
 FLOOR_SHARE = Decimal("0.5")
 RULE: dict[str, Any] = {
     "tier": "rate_of_change",
     "window": "10m",
     "baseline_weeks": 1,
+    "recent_windows": 6,
     "min_ratio": "2",
-    "clear_ratio": "1.5",
+    "min_deviations": "8",
+    "clear_ratio": "1.2",
+    "keep_firing_for": "20m",
     "evaluate_every": "1m",
 }
+NOTE = (
+    "Targets not met. Two of the 16 3x spikes of 15 min or more are at client-20, "
+    "whose spend grew about 8x from the history week to the test week, so these "
+    "spikes, sized from last week's spend, add 1 % and 17 % to its spend in their "
+    "span and no honest rule sees them: 14 of 16 (0.875) is the ceiling. The "
+    "false alerts are natural jumps of 3x to 10x within 10 minutes in the "
+    "unplanted traffic, about as large as the planted 3x spikes."
+)
 MinuteSpend = dict[str, dict[int, Decimal]]
 
 
@@ -256,6 +270,7 @@ def run(
     summary["events"] = len(events)
     summary["requests"] = len(columns)
     summary["rule"] = {**RULE, "min_increase": f"{FLOOR_SHARE} x median 10-min spend"}
+    summary["note"] = NOTE
     summary["floors_usd"] = {
         rule["tenants"][0]: rule["min_increase"] for rule in document["rules"]
     }

@@ -115,6 +115,7 @@ class _EngineMark:
     forecasts: int = 0
     forecast_fallbacks: int = 0
     cost_sources: dict[str, int] = field(default_factory=dict)
+    fallback_reasons: dict[str, int] = field(default_factory=dict)
 
 
 class ServiceMetrics:
@@ -285,6 +286,10 @@ class ServiceMetrics:
         fallbacks = stats.forecast_fallbacks - mark.forecast_fallbacks
         self._inc("burnrate_forecast_fallbacks", {}, fallbacks)
         mark.forecast_fallbacks = stats.forecast_fallbacks
+        for reason, count in stats.forecast_fallback_reasons.items():
+            growth = count - mark.fallback_reasons.get(reason, 0)
+            self._inc("burnrate_forecast_fallback_steps", {"reason": reason}, growth)
+            mark.fallback_reasons[reason] = count
         for source, count in stats.cost_sources.items():
             growth = count - mark.cost_sources.get(source, 0)
             self._inc("burnrate_events_priced", {"source": str(source)}, growth)

@@ -2,8 +2,15 @@
 
 Planning and concluding are split so the model fit in between can run wherever
 the caller likes: inline in a backtest, in an executor in the service. Each
-tenant is refitted at most once per local day, after the day completes, on the
+tenant is forecast at most once per local day, after the day completes, on the
 daily totals of its time zone with idle days as zeros.
+
+Between refits the forecast is a cheap update: the engine keeps the parameters
+of each tenant's last accepted fit (``MonthEndForecast.fitted``) and hands them
+to the next job, which re-runs the smoothing recursions over the history since
+the fit's first day instead of re-optimising. A fit older than ``REFIT_DAYS``
+days is refitted on the trailing ``history_days``. The parameters live only in
+memory, so a restart or a partition move starts with a refit.
 
 A fit is skipped while the run-rate projection for the period stays below
 ``SCREEN_SHARE`` of the budget: a forecast that far below cannot reach the budget
@@ -19,13 +26,16 @@ from decimal import Decimal
 
 from detector.alerts import AlertRecord, Status, format_amount
 from detector.config import Budget, ForecastRule
-from detector.forecast import MonthEndForecast, forecast_period_end
+from detector.forecast import FittedModel, MonthEndForecast, forecast_period_end
 from detector.lifecycle import AlertState, RecordBuilder
 from detector.periods import last_day, local_date
 from detector.state import PeriodTotal, TenantState
 from detector.tiers.common import compare, make_key
 
 SCREEN_SHARE = Decimal("0.5")
+# A weekly refit tracks changes in the weekly pattern; the daily updates between
+# refits keep the level current.
+REFIT_DAYS = 7
 _RUN_RATE_DAYS = 7
 _ZERO = Decimal(0)
 
@@ -43,6 +53,8 @@ class ForecastJob:
     period_end: date
     spent_to_date_usd: Decimal
     today_usd: Decimal
+    # The parameters to update with, or None for a full refit.
+    fitted: FittedModel | None = None
 
     def run(self) -> MonthEndForecast:
         return forecast_period_end(
@@ -53,13 +65,24 @@ class ForecastJob:
             self.today_usd,
             seasonal=self.rule.model,
             interval_pct=self.rule.interval_pct,
+            history_days=self.rule.history_days,
+            fitted=self.fitted,
         )
 
 
 def plan(
-    state: TenantState, rule: ForecastRule, budget: Budget, now: datetime
+    state: TenantState,
+    rule: ForecastRule,
+    budget: Budget,
+    now: datetime,
+    fitted: FittedModel | None = None,
 ) -> ForecastJob | None:
-    """Return the fit due for this tenant at ``now``, if one is due."""
+    """Return the fit due for this tenant at ``now``, if one is due.
+
+    ``fitted`` is the tenant's last accepted fit for this rule. The job updates it
+    while it is younger than ``REFIT_DAYS`` and its history is still held, and
+    refits otherwise.
+    """
     if budget.limit_usd is None or not state.daily_usd:
         return None
     today = local_date(now, state.timezone)
@@ -75,7 +98,12 @@ def plan(
     period_last = last_day(
         total.start.astimezone(state.timezone).date(), budget.period_spec
     )
-    days = _daily(state, max(first, yesterday - timedelta(days=rule.history_days - 1)), yesterday)
+    start = max(first, yesterday - timedelta(days=rule.history_days - 1))
+    if fitted is not None and _updatable(fitted, first, yesterday):
+        start = fitted.first_day
+    else:
+        fitted = None
+    days = _daily(state, start, yesterday)
     if _run_rate_projection(days, total, yesterday, period_last) < budget.limit_usd * SCREEN_SHARE:
         return None
     return ForecastJob(
@@ -88,6 +116,7 @@ def plan(
         period_end=period_last,
         spent_to_date_usd=total.spend_usd,
         today_usd=state.daily_usd.get(today, _ZERO),
+        fitted=fitted,
     )
 
 
@@ -101,6 +130,11 @@ def conclude(
     key = make_key("forecast", job.rule.id, job.budget.id, job.period_start.isoformat())
     build = _builder(state, job, forecast, edge, limit)
     return state.alerts.update(key, active, now, build, repeat_s=job.rule.repeat_interval_s)
+
+
+def _updatable(fitted: FittedModel, first: date, yesterday: date) -> bool:
+    age_days = (yesterday - fitted.fitted_through).days
+    return 0 <= age_days < REFIT_DAYS and fitted.first_day >= first
 
 
 def _daily(state: TenantState, first: date, last: date) -> tuple[Decimal, ...]:
@@ -161,6 +195,10 @@ def _builder(
         details = {"method": forecast.method, "low_confidence": str(forecast.low_confidence).lower()}
         if exhausted:
             details["exhaustion_day"] = exhausted.isoformat()
+        if forecast.fitted is not None:
+            # The last day of the history the model parameters were estimated on;
+            # an earlier day than the forecast's means a cheap update.
+            details["fitted_through"] = forecast.fitted.fitted_through.isoformat()
         if forecast.fallback_reason:
             details["fallback_reason"] = forecast.fallback_reason
         if job.rule.summary:

@@ -17,11 +17,24 @@ daily peak that lasts three hours or more is not. The cap applies to windows of
 up to ``WARMUP_MAX_WINDOW_S`` (6 hours): hourly totals say nothing about whether
 a longer window was unusual.
 
+Recent windows. With ``recent_windows: n`` the ``n`` back-to-back windows just
+before the current one join the earlier periods' windows, and the baseline is
+the median of them all. The baseline then follows a level that has changed since
+last week, and one past spike among the windows does not move the median much.
+Recent windows are summed from minute buckets while those are kept (two hours
+and the longest short window) and from hourly buckets before that.
+
+Spread. The spread of the baseline is 1.4826 times the median absolute deviation
+of its windows from their median: a standard deviation for normal noise that
+one outlying window hardly changes. With one window it is 0.
+
 Condition. ``direction: up`` fires when the current total is at least
 ``min_ratio`` times the baseline and at least ``min_increase`` above it; ``down``
 fires when the total is at most the baseline divided by ``min_ratio`` and at
 least ``min_increase`` below it. The ratio alone would fire on cents, the
-difference alone on every busy hour. The alert must hold for ``for`` before it
+difference alone on every busy hour. With ``min_deviations: k`` the change must
+also be at least ``k`` times the spread, so a series that often moves by half
+needs a larger move than a steady one with the same ratio. The alert must hold for ``for`` before it
 fires, and a firing alert resolves only when the ratio falls back past
 ``clear_ratio`` (default ``min_ratio``), so a value hovering at the threshold
 does not flap.
@@ -57,12 +70,14 @@ from detector.config import RateOfChangeRule
 from detector.lifecycle import AlertState, RecordBuilder
 from detector.state import SeriesId, TenantState
 from detector.tiers.common import make_key, series_labels
-from detector.windows import COARSE_BUCKET_S, BucketSeries
+from detector.windows import COARSE_BUCKET_S, BucketSeries, is_total
 
 WEEK_S = 7 * 86400
 DAY_S = 86400
 # With this many earlier periods or more, the median alone ignores one outlier.
 ROBUST_MEDIAN_PERIODS = 3
+# Scales a median absolute deviation to a standard deviation for normal noise.
+MAD_TO_STD = Decimal("1.4826")
 CAP_QUANTILE_UP = 0.9
 CAP_QUANTILE_DOWN = 0.1
 WARMUP_MAX_WINDOW_S = 6 * 3600
@@ -78,6 +93,10 @@ class Baseline:
     value: Decimal
     # Earlier periods the median used; 0 means the warm-up trailing-day level.
     periods: int
+    # Recent windows the median used besides the periods.
+    recent: int = 0
+    # 1.4826 x the median absolute deviation of the windows; 0 in warm-up.
+    spread: Decimal = Decimal(0)
 
     @property
     def warmup(self) -> bool:
@@ -88,29 +107,35 @@ def baseline(
     series: BucketSeries, signal: str, end_s: int, window_s: int, weeks: int
 ) -> Decimal | None:
     """Return the median of the same window in earlier weeks, or None in warm-up."""
-    found = _periodic_baseline(series, signal, end_s, window_s, weeks, WEEK_S, "up")
-    return found.value if found is not None else None
+    found = _periodic_windows(series, signal, end_s, window_s, weeks, WEEK_S, "up")
+    return statistics.median(found) if found is not None else None
 
 
 def reference(
     series: BucketSeries, rule: RateOfChangeRule, end_s: int
 ) -> Baseline | None:
     """Return the baseline of the window ending at ``end_s``, warm-up included."""
-    found = _periodic_baseline(
+    periodic = _periodic_windows(
         series,
-        rule.signal,
+        rule.measure,
         end_s,
         rule.window_s,
         rule.baseline_weeks,
         rule.baseline_period_s,
         rule.direction,
     )
-    if found is not None:
-        return found
-    return _warmup_baseline(series, rule.signal, end_s, rule.window_s)
+    if periodic is None:
+        return _warmup_baseline(series, rule.measure, end_s, rule.window_s)
+    recent = _recent_windows(
+        series, rule.measure, end_s, rule.window_s, rule.recent_windows
+    )
+    windows = periodic + recent
+    value = statistics.median(windows)
+    deviation = statistics.median(abs(total - value) for total in windows)
+    return Baseline(value, len(periodic), len(recent), MAD_TO_STD * deviation)
 
 
-def _periodic_baseline(
+def _periodic_windows(
     series: BucketSeries,
     signal: str,
     end_s: int,
@@ -118,7 +143,8 @@ def _periodic_baseline(
     count: int,
     period_s: int,
     direction: str,
-) -> Baseline | None:
+) -> list[Decimal] | None:
+    """Return the totals of the same window in earlier periods, or None if none."""
     if not series.coarse:
         return None
     first_s = next(iter(series.coarse))
@@ -130,13 +156,38 @@ def _periodic_baseline(
     if not starts:
         return None
     past = [series.coarse_total(signal, start, start + window_s) for start in starts]
-    if len(past) < ROBUST_MEDIAN_PERIODS and window_s <= WARMUP_MAX_WINDOW_S:
+    capped = window_s <= WARMUP_MAX_WINDOW_S and is_total(signal)
+    if len(past) < ROBUST_MEDIAN_PERIODS and capped:
         known_s = (first_s, end_s - window_s)
         past = [
             _capped(series, signal, start, window_s, value, direction, known_s)
             for start, value in zip(starts, past, strict=True)
         ]
-    return Baseline(statistics.median(past), len(past))
+    return past
+
+
+def _recent_windows(
+    series: BucketSeries, signal: str, end_s: int, window_s: int, count: int
+) -> list[Decimal]:
+    """Return the totals of the ``count`` windows just before ``[end_s - window_s, end_s)``.
+
+    A window whose minute buckets may be pruned already (it starts before the
+    fine retention) is read from hourly buckets instead, which spread each hour
+    evenly over its minutes.
+    """
+    first_s = next(iter(series.coarse))
+    fine_from_s = end_s - series.fine_retention_s
+    totals = []
+    for back in range(1, count + 1):
+        stop_s = end_s - back * window_s
+        start_s = stop_s - window_s
+        if start_s < first_s:
+            break  # before the series began: unknown, not zero
+        if start_s >= fine_from_s:
+            totals.append(series.window_total(signal, stop_s, window_s))
+        else:
+            totals.append(series.coarse_total(signal, start_s, stop_s))
+    return totals
 
 
 def _capped(
@@ -174,7 +225,7 @@ def _capped(
 def _warmup_baseline(
     series: BucketSeries, signal: str, end_s: int, window_s: int
 ) -> Baseline | None:
-    if not series.coarse or window_s > WARMUP_MAX_WINDOW_S:
+    if not series.coarse or window_s > WARMUP_MAX_WINDOW_S or not is_total(signal):
         return None
     start_s = end_s - window_s
     if next(iter(series.coarse)) > start_s - DAY_S:
@@ -227,7 +278,9 @@ def _evaluate_series(
     now: datetime,
     now_s: int,
 ) -> AlertRecord | None:
-    current = series.window_total(rule.signal, now_s, rule.window_s)
+    if not series.has_enough(rule.measure, now_s, rule.window_s):
+        return None  # fewer than min_requests: a latency or ratio alert keeps its state
+    current = series.window_total(rule.measure, now_s, rule.window_s)
     tracked = key in state.alerts.alerts
     if not tracked and rule.direction == "up" and current < rule.min_increase:
         return None  # cannot rise by min_increase: skips the baseline lookups
@@ -238,8 +291,11 @@ def _evaluate_series(
         active = _beyond(current, past.value, rule.clear_level, rule.direction)
     else:
         ratio = rule.warmup_ratio if past.warmup else rule.min_ratio
-        active = _beyond(current, past.value, ratio, rule.direction) and (
-            abs(current - past.value) >= rule.min_increase
+        # A total equal to its baseline (0 against 0) is no change at any ratio.
+        active = (
+            current != past.value
+            and _beyond(current, past.value, ratio, rule.direction)
+            and abs(current - past.value) >= _min_change(rule, past)
         )
     build = _builder(state, rule, series_id, current, past)
     return state.alerts.update(
@@ -251,6 +307,13 @@ def _evaluate_series(
         repeat_s=rule.repeat_interval_s,
         keep_firing_s=rule.keep_firing_for_s,
     )
+
+
+def _min_change(rule: RateOfChangeRule, past: Baseline) -> Decimal:
+    """Return the change the rule needs: ``min_increase`` or the spread floor."""
+    if rule.min_deviations is None:
+        return rule.min_increase
+    return max(rule.min_increase, rule.min_deviations * past.spread)
 
 
 def _beyond(current: Decimal, past: Decimal, ratio: Decimal, direction: str) -> bool:
@@ -265,6 +328,11 @@ def _describe_period(rule: RateOfChangeRule, past: Baseline) -> str:
         return "trimmed mean hour of the trailing day, warm-up"
     names = {WEEK_S: "week", DAY_S: "day", 3600: "hour"}
     name = names.get(rule.baseline_period_s, f"{rule.baseline_period_s} s period")
+    if past.recent:
+        return (
+            f"median of the same window in the previous {past.periods} {name}(s) "
+            f"and the {past.recent} window(s) before it"
+        )
     if past.periods == 1:
         return f"same window a {name} earlier, from hourly totals"
     return (
@@ -315,15 +383,21 @@ def _record(
         "baseline_periods": str(past.periods),
         "warmup": str(past.warmup).lower(),
     }
+    if rule.recent_windows:
+        details["recent_windows"] = str(past.recent)
+    if rule.min_deviations is not None:
+        details["min_deviations"] = str(rule.min_deviations)
+        details["spread"] = str(past.spread)
     if rule.summary:
         details["description"] = rule.summary
+    floor = _min_change(rule, past)
     if rule.direction == "up":
-        threshold = max(value * ratio, value + rule.min_increase)
+        threshold = max(value * ratio, value + floor)
         moved = f"{format_amount(current - value, unit)} above it"
     else:
-        threshold = min(value / ratio, value - rule.min_increase)
+        threshold = min(value / ratio, value - floor)
         moved = f"{format_amount(value - current, unit)} below it"
-    window = f"{rule.signal} in the last {rule.window_s // 60} min"
+    window = f"{rule.signal_label} in the last {rule.window_s // 60} min"
 
     if status == "firing":
         summary = (

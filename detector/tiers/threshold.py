@@ -5,6 +5,12 @@ an event is checked against the window it just joined and fires at once. A
 window's total rises only when an event arrives, so crossings are checked on
 events. Ticks re-evaluate only alerts that are pending or firing, to promote or
 resolve them.
+
+Latency and ratio signals (a p95 time to first token, an error rate) are read
+the same way from the window's sketches and counts. They count only when the
+window contains ``min_requests`` requests that report them, and they may also fire
+on a low value (``comparison: "<="``). A firing alert whose window falls under
+``min_requests`` resolves, because nothing in the window confirms it any more.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from detector.alerts import (
 from detector.config import ThresholdRule
 from detector.lifecycle import AlertState, RecordBuilder
 from detector.state import SeriesId, TenantState
-from detector.tiers.common import compare, make_key, series_labels, split_key
-from detector.windows import FINE_BUCKET_S
+from detector.tiers.common import make_key, series_labels, split_key
+from detector.windows import FINE_BUCKET_S, BucketSeries, Reading
+
+_ZERO = Decimal(0)
 
 _PREFIX = "absolute"
 
@@ -41,14 +49,14 @@ def check_on_event(
 ) -> AlertRecord | None:
     """Fire the rule if the window that ``instant`` just joined crosses it."""
     end_s = window_end_s(instant_s)
-    value = state.series_for(series).window_total(rule.signal, end_s, rule.window_s)
-    if not compare(value, rule.threshold, rule.comparison):
+    value, reading = _read(state.series_for(series), rule, end_s)
+    if not _crosses(value, reading, rule):
         return None
     key = make_key(_PREFIX, rule.id, *series[1])
     if key in state.alerts.alerts:
         return None
     return state.alerts.update(
-        key, True, instant, _builder(state, rule, series, value),
+        key, True, instant, _builder(state, rule, series, value, reading),
         for_s=rule.for_s, repeat_s=rule.repeat_interval_s,
         keep_firing_s=rule.keep_firing_for_s,
     )
@@ -65,10 +73,10 @@ def check_on_tick(
         if rule is None:
             continue
         series = (rule.series, tuple(values))
-        value = state.series_for(series).window_total(rule.signal, now_s, rule.window_s)
-        active = compare(value, rule.threshold, rule.comparison)
+        value, reading = _read(state.series_for(series), rule, now_s)
+        active = _crosses(value, reading, rule)
         record = state.alerts.update(
-            key, active, now, _builder(state, rule, series, value),
+            key, active, now, _builder(state, rule, series, value, reading),
             for_s=rule.for_s, repeat_s=rule.repeat_interval_s,
         keep_firing_s=rule.keep_firing_for_s,
         )
@@ -76,21 +84,64 @@ def check_on_tick(
             yield record
 
 
+def _read(
+    series: BucketSeries, rule: ThresholdRule, end_s: int
+) -> tuple[Decimal, Reading | None]:
+    """Return the rule's value in the window ending at ``end_s``.
+
+    The reading is None for totals. For a latency or ratio signal the value is 0
+    when no request in the window reported it.
+    """
+    if not rule.measured:
+        return series.window_total(rule.signal, end_s, rule.window_s), None
+    reading = series.window_reading(rule.measure, end_s, rule.window_s)
+    value = reading.value if reading.value is not None else _ZERO
+    return value, reading
+
+
+def _crosses(value: Decimal, reading: Reading | None, rule: ThresholdRule) -> bool:
+    if reading is not None and not reading.enough:
+        return False
+    comparison, limit = rule.comparison, rule.threshold
+    if comparison == ">=":
+        return value >= limit
+    if comparison == ">":
+        return value > limit
+    if comparison == "<=":
+        return value <= limit
+    return value < limit
+
+
 def _builder(
-    state: TenantState, rule: ThresholdRule, series: SeriesId, value: Decimal
+    state: TenantState,
+    rule: ThresholdRule,
+    series: SeriesId,
+    value: Decimal,
+    reading: Reading | None = None,
 ) -> RecordBuilder:
     unit = UNIT_OF_SIGNAL[rule.signal]
     labels = series_labels(series)
     where = " ".join(f"{name}={label}" for name, label in labels.items())
+    details = {"description": rule.summary} if rule.summary else {}
+    if rule.quantile is not None:
+        details["quantile"] = str(rule.quantile)
+    if reading is not None:
+        details["requests"] = str(reading.count)
+        details["min_requests"] = str(rule.min_requests or 1)
 
     def build(alert: AlertState, status: Status, now: datetime) -> AlertRecord:
-        verb = "is" if status == "firing" else "is back to"
-        relation = rule.comparison if status == "firing" else "below"
         shown, limit = format_pair(value, rule.threshold, unit)
-        summary = (
-            f"{rule.signal} over the last {_duration(rule.window_s)} {verb} "
-            f"{shown} ({relation} {limit}) for {where}"
-        )
+        window = f"{rule.signal_label} over the last {_duration(rule.window_s)}"
+        if status == "firing":
+            summary = f"{window} is {shown} ({rule.comparison} {limit}) for {where}"
+        elif reading is not None and not reading.enough:
+            summary = (
+                f"{window} has {reading.count} requests, fewer than min_requests "
+                f"{rule.min_requests or 1}, so the alert resolves for {where}"
+            )
+        else:
+            relation = "below" if rule.comparison in (">=", ">") else "above"
+            summary = f"{window} is back to {shown} ({relation} {limit}) for {where}"
         return AlertRecord(
             alert_id=alert.alert_id,
             status=status,
@@ -110,7 +161,7 @@ def _builder(
             runbook_url=str(rule.runbook_url) if rule.runbook_url else None,
             labels=dict(rule.labels),
             repeat=alert.repeats if status == "firing" else 0,
-            details={"description": rule.summary} if rule.summary else {},
+            details=details,
         )
 
     return build
