@@ -280,10 +280,11 @@ class BurnrateService:
             view = budget_state(
                 runner.engine.tenants[tenant], self.rules, runner.engine, self.board.forecast_of
             )
-            self.board.update(view)
+            body = msgspec.json.encode(view)
+            self.board.update(view, body=body)
             # Buffered like the changelog record: Faust flushes the buffer before
             # it commits, and awaiting each send costs more than the batch's events.
-            self.budget_state_topic.send_soon(key=key, value=msgspec.json.encode(view))
+            self.budget_state_topic.send_soon(key=key, value=body)
         self.metrics.sync_runner(runner)
         self._start_forecasts(runner)
 

@@ -141,11 +141,20 @@ class BudgetBoard:
         """Return the model forecast of a period, if one was fitted."""
         return self._forecasts.get((tenant, budget_id, period_start))
 
-    def update(self, view: Mapping[str, Any], wall: datetime | None = None) -> None:
-        """Store a tenant's budget-state record as its response and audit a changed decision."""
+    def update(
+        self,
+        view: Mapping[str, Any],
+        wall: datetime | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        """Store a tenant's budget-state record as its response and audit a changed decision.
+
+        ``body`` is the record already encoded as JSON, which spares encoding it twice.
+        """
         tenant = view["tenant"]
         decision = view["decision"]
-        self._answers[tenant] = (json.dumps(view).encode(), decision)
+        encoded = body if body is not None else json.dumps(view).encode()
+        self._answers[tenant] = (encoded, decision)
         previous = self._decisions.get(tenant)
         if previous == decision or (previous is None and decision == "allow"):
             self._decisions[tenant] = decision

@@ -125,6 +125,8 @@ class ServiceMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.metrics: dict[str, MetricWrapperBase] = {}
         self._budgets: dict[tuple[str, str], LabelBudget] = {}
+        # Children by metric and raw label values, for labels that were not folded.
+        self._children: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
         self._max_label_values = max_label_values
         self._named_tenants = _named_tenants(rules)
         self._tenant_tier = {t.id: t.labels.get("tier", "") for t in rules.tenants}
@@ -338,19 +340,33 @@ class ServiceMetrics:
             self._child(metric, labels, None).inc(amount)
 
     def _child(self, metric: str, labels: dict[str, str], now: datetime | None) -> Any:
-        exported = {
-            label: self._fold(metric, label, value, now) for label, value in labels.items()
-        }
-        return self.metrics[metric].labels(**exported)
+        key = (metric, tuple(labels.items()))
+        child = self._children.get(key)
+        if child is not None:
+            return child
+        folded_any = False
+        exported = {}
+        for label, value in labels.items():
+            exported[label], folded = self._fold(metric, label, value, now)
+            folded_any = folded_any or folded
+        child = self.metrics[metric].labels(**exported)
+        # A value a budget admitted (or a tenant outside the named ones) keeps its
+        # exported form, so its child is reused; a folded one is looked up again
+        # so that every fold is counted.
+        if not folded_any:
+            self._children[key] = child
+        return child
 
-    def _fold(self, metric: str, label: str, value: str, now: datetime | None) -> str:
+    def _fold(
+        self, metric: str, label: str, value: str, now: datetime | None
+    ) -> tuple[str, bool]:
         budget = self._budgets.get((metric, label))
         if budget is None:
             budget = self._budgets[(metric, label)] = self._new_budget(metric, label)
         exported, folded = budget.fold(value)
         if folded:
             self._count_fold(metric, label, budget, now)
-        return exported
+        return exported, folded
 
     def _new_budget(self, metric: str, label: str) -> LabelBudget:
         cap = metrics_catalog.spec(metric).cap(label)
@@ -368,8 +384,8 @@ class ServiceMetrics:
         if metric != folded_metric:
             counter = self.metrics[folded_metric]
             counter.labels(  # type: ignore[attr-defined]
-                self._fold(folded_metric, "metric", metric, now),
-                self._fold(folded_metric, "label", label, now),
+                self._fold(folded_metric, "metric", metric, now)[0],
+                self._fold(folded_metric, "label", label, now)[0],
             ).inc()
         if (metric, label) not in self._alerted:
             self._alerted.add((metric, label))
