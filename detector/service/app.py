@@ -126,6 +126,10 @@ class BurnrateService:
             restored = runner.restore(key.decode() for key in keys)
             if restored:
                 logger.info("partition %d: restored %d tenants", partition, restored)
+            for state in runner.engine.tenants.values():
+                self.board.restore(
+                    budget_state(state, self.rules, runner.engine, self.board.forecast_of)
+                )
         return runner
 
     async def _on_changelog_event(self, event: EventT[Any]) -> None:

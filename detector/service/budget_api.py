@@ -162,6 +162,15 @@ class BudgetBoard:
         self._decisions[tenant] = decision
         self._audit_change(view, previous, wall or datetime.now(UTC))
 
+    def restore(self, view: Mapping[str, Any]) -> None:
+        """Store the response of a tenant restored from the table, without an audit entry.
+
+        The decision was audited when it changed under the previous owner.
+        """
+        tenant = view["tenant"]
+        self._answers[tenant] = (json.dumps(view).encode(), view["decision"])
+        self._decisions[tenant] = view["decision"]
+
     def _audit_change(
         self, view: Mapping[str, Any], previous: str | None, wall: datetime
     ) -> None:

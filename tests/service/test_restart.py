@@ -6,17 +6,20 @@ application id on the same topics, so the partitions and their state move.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 
 from detector.alerts import AlertRecord
 from tests.service.conftest import WorkerFactory
 from tests.service.harness import (
+    ServiceProcess,
     Topics,
     event,
     firing,
@@ -28,6 +31,9 @@ from tests.service.harness import (
     run,
     send,
 )
+
+
+TOKEN = "restart-test-token"
 
 
 def _zone_with_room(base: datetime, needed: timedelta) -> str:
@@ -45,6 +51,23 @@ def _mtd(bootstrap: str, topics: Topics, tenant: str) -> str:
     state = latest_budget_state(bootstrap, topics)[tenant]
     used: str = state["budgets"][0]["used"]
     return used
+
+
+def _budget_answer(worker: ServiceProcess, tenant: str) -> httpx.Response:
+    """Return the budget API's answer once it is not a 404, or the last 404.
+
+    A restarted worker answers for a tenant once it has restored the tenant's
+    partition, which its first tick does.
+    """
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    deadline = time.monotonic() + 10.0
+    while True:
+        response = httpx.get(
+            f"{worker.base_url}/v1/budget/{tenant}", headers=headers, timeout=5
+        )
+        if response.status_code != 404 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.2)
 
 
 def _snapshots(bootstrap: str, topics: Topics) -> dict[str, bytes]:
@@ -92,7 +115,7 @@ def test_sigkill_moves_state_to_next_worker(make_worker: WorkerFactory) -> None:
         event("acme", base + timedelta(minutes=20), "30.00"),  # 10:20
     ]
     worker_a = make_worker(topics, rules, name="a")
-    worker_b = make_worker(topics, rules, name="b")
+    worker_b = make_worker(topics, rules, name="b", env={"BURNRATE_API_TOKEN": TOKEN})
 
     worker_a.start()
     produced = send(worker_a.bootstrap, topics.events, keyed(earlier + on_a))
@@ -101,6 +124,7 @@ def test_sigkill_moves_state_to_next_worker(make_worker: WorkerFactory) -> None:
     alerts_from_a = read_alerts(worker_a.bootstrap, topics)
     worker_a.kill()  # "10:25"
     worker_b.start()
+    restored = _budget_answer(worker_b, "acme")
     send(
         worker_b.bootstrap,
         topics.events,
@@ -122,6 +146,8 @@ def test_sigkill_moves_state_to_next_worker(make_worker: WorkerFactory) -> None:
     assert budget[0].threshold == Decimal("1000")
     assert _mtd(worker_b.bootstrap, topics, "acme") == "1005.00"
     assert "restored 1 tenants" in worker_b.log_text()
+    assert restored.status_code == 200
+    assert restored.json()["budgets"][0]["used"] == "970.00"
     assert worker_b.total("redelivered") == 0
 
 
