@@ -161,7 +161,9 @@ class BurnrateService:
             touched.add(message.partition)
             await self._publish_alerts(output.alerts)
             for rejection in output.rejections:
-                await self._dead_letter(rejection, message.partition, message.offset)
+                await self._dead_letter(
+                    rejection, message.partition, message.offset, key=key
+                )
         for partition in touched:
             await self._persist(self.runners[partition])
         self.metrics.flush(time.perf_counter() - started_s, datetime.now(UTC))
@@ -327,8 +329,14 @@ class BurnrateService:
             )
 
     async def _dead_letter(
-        self, rejection: Rejection, partition: int, offset: int, topic: str = ""
+        self,
+        rejection: Rejection,
+        partition: int,
+        offset: int,
+        topic: str = "",
+        key: bytes | None = None,
     ) -> None:
+        """Send a rejected input to the dead-letter topic with its source record's key."""
         source = topic or self.settings.events_topic
         headers = {
             "reason": rejection.reason.encode(),
@@ -336,7 +344,7 @@ class BurnrateService:
             "detail": rejection.detail.encode(),
             "source": f"{source}/{partition}/{offset}".encode(),
         }
-        await self.dead_letter_topic.send(value=rejection.raw, headers=headers)
+        await self.dead_letter_topic.send(key=key, value=rejection.raw, headers=headers)
 
     def _lookup(self, tenant: str) -> bytes | None:
         data = self.table.data.get(tenant.encode())
@@ -482,7 +490,11 @@ def _add_otlp_agent(app: faust.App, service: BurnrateService, settings: ServiceS
                 await service.events_topic.send(key=key, value=record)
             for rejection in output.rejections:
                 await service._dead_letter(
-                    rejection, message.partition, message.offset, settings.otlp_topic
+                    rejection,
+                    message.partition,
+                    message.offset,
+                    settings.otlp_topic,
+                    message.key,
                 )
 
 

@@ -73,7 +73,7 @@ def _budget_entry(
         "used": str(value),
         "limit": str(budget.limit),
         "used_pct": str((value * 100 / budget.limit).quantize(1)) if budget.limit else None,
-        "thresholds_fired_pct": sorted(f"{pct.normalize():f}" for pct in total.fired_pct),
+        "thresholds_fired_pct": [f"{pct.normalize():f}" for pct in sorted(total.fired_pct)],
         "forecast": str(forecast.quantize(Decimal("0.000001"))) if forecast is not None else None,
         "forecast_method": method if forecast is not None else None,
         "decision": decision,

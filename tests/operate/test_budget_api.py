@@ -244,3 +244,24 @@ def test_audit_logs_each_change(tmp_path: Path) -> None:
     ]
     assert lines[1]["used"] == "11.5"
     assert lines[1]["tenant"] == "acme"
+
+
+def test_budget_state_orders_fired_thresholds() -> None:
+    """$6, $3 and $2 of a $10 budget list 50, 80 and 100 by size, not as text."""
+    rules = RuleSet.model_validate(
+        {"budgets": [{"id": "monthly", "limit_usd": "10", "thresholds_pct": [50, 80, 100]}]}
+    )
+    engine = Engine(rules, Pricer(rules.prices))
+    for index, cost in enumerate(("6", "3", "2")):
+        engine.process(
+            Event(
+                timestamp=datetime(2026, 4, 20, 12, index, tzinfo=UTC),
+                request_id=f"r-{index}",
+                tenant="acme", provider="openai", request_model="gpt-4o",
+                input_tokens=1, output_tokens=1, reported_cost_usd=Decimal(cost),
+            )
+        )
+
+    view = budget_state(engine.tenants["acme"], rules, engine)
+
+    assert view["budgets"][0]["thresholds_fired_pct"] == ["50", "80", "100"]

@@ -134,8 +134,8 @@ def test_fuzz_dead_letters_every_bad_record(
     health = worker.get("/healthz")
 
     expected = {
-        f"{topics.events}/{partition}/{offset}": (value, reason)
-        for (partition, offset), (_, value, reason) in zip(
+        f"{topics.events}/{partition}/{offset}": (key, value, reason)
+        for (partition, offset), (key, value, reason) in zip(
             produced, records, strict=True
         )
         if reason
@@ -146,8 +146,9 @@ def test_fuzz_dead_letters_every_bad_record(
     reasons = Counter()
     for record in dead:
         source = record.headers["source"].decode()
-        value, reason = expected.pop(source)
+        key, value, reason = expected.pop(source)
         assert record.headers["reason"].decode() == reason, (source, value[:80])
+        assert record.key == key, source
         assert record.headers["detail"], source
         if reason == "oversized":
             assert record.value == value[:TRUNCATED_BYTES]
