@@ -23,7 +23,7 @@ import msgspec
 from detector import alerts
 from detector.alerts import AlertRecord
 from detector.config import RuleSet
-from detector.decode import Rejection, decode_record
+from detector.decode import Rejection, decode_record, too_far_ahead
 from detector.engine import Engine, EngineSettings
 from detector.events import Event
 from detector.pricing import Pricer
@@ -41,6 +41,10 @@ class BacktestResult:
 
 
 AlertSink = Callable[[AlertRecord], None]
+
+# Events may be dated this far after the wall clock (clock skew between hosts),
+# the same default as the service's ``max_future_s`` setting.
+MAX_FUTURE_S = 3600
 
 
 class _RejectWriter:
@@ -80,16 +84,21 @@ def replay(
     rejects_out: BinaryIO | None = None,
     on_progress: Callable[[int], None] | None = None,
     observer: Callable[[Engine, Event], None] | None = None,
+    max_future_s: int = MAX_FUTURE_S,
 ) -> BacktestResult:
     """Replay event files in order through a fresh engine and collect the alerts.
 
     ``observer``, when given, is called with the engine after each event is
     applied, so a report can sample the engine's state as the replay goes.
+    An event dated more than ``max_future_s`` after the wall clock is rejected
+    as ``timestamp_in_future``, as the service rejects it: accepted, it would
+    move event time years ahead and turn every later event into a late one.
     """
     engine = Engine(rules, Pricer(rules.prices), settings)
     result = BacktestResult(records=[], engine=engine)
     rejects = _RejectWriter(rejects_out)
     started = time.perf_counter()
+    latest_s = time.time() + max_future_s
 
     def emit(records: list[AlertRecord]) -> None:
         for record in records:
@@ -105,6 +114,11 @@ def replay(
                 result.rejected[rejection.reason] += 1
                 rejects.write(str(source), line_number, rejection)
             for event in events:
+                if event.timestamp_s > latest_s:
+                    future = too_far_ahead(event.timestamp, latest_s - max_future_s, line)
+                    result.rejected[future.reason] += 1
+                    rejects.write(str(source), line_number, future)
+                    continue
                 emit(engine.process(event))
                 if observer is not None:
                     observer(engine, event)

@@ -98,6 +98,17 @@ class Rejection(msgspec.Struct, frozen=True):
     raw: bytes
 
 
+def too_far_ahead(timestamp: datetime, wall_s: float, raw: bytes) -> Rejection:
+    """Return the rejection of an event dated after the clock by more than allowed."""
+    wall = datetime.fromtimestamp(wall_s, UTC).isoformat()
+    return Rejection(
+        "timestamp_in_future",
+        "timestamp",
+        f"timestamp {timestamp.isoformat()} is ahead of the clock {wall}",
+        raw,
+    )
+
+
 class InvalidEvent(ValueError):
     """A decoded event breaks a rule that the JSON types cannot express."""
 

@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from detector.alerts import AlertRecord
 from detector.config import RuleSet
-from detector.decode import Rejection, decode_record
+from detector.decode import Rejection, decode_record, too_far_ahead
 from detector.engine import Engine, EngineSettings
 from detector.events import Event
 from detector.pricing import Pricer
@@ -128,7 +128,7 @@ class PartitionRunner:
                 output.rejections.append(_wrong_key(event.tenant, key, value))
                 continue
             if event.timestamp_s > wall_s + self.settings.max_future_s:
-                output.rejections.append(_too_far_ahead(event.timestamp, wall_s, value))
+                output.rejections.append(too_far_ahead(event.timestamp, wall_s, value))
                 continue
             if event.timestamp_s < wall_s - self.settings.max_past_s:
                 output.rejections.append(
@@ -188,16 +188,6 @@ class PartitionRunner:
             return None
         self.engine.load_tenant(data)
         return self.engine.tenants[tenant]
-
-
-def _too_far_ahead(timestamp: datetime, wall_s: float, raw: bytes) -> Rejection:
-    wall = datetime.fromtimestamp(wall_s, UTC).isoformat()
-    return Rejection(
-        "timestamp_in_future",
-        "timestamp",
-        f"timestamp {timestamp.isoformat()} is ahead of the service clock {wall}",
-        raw,
-    )
 
 
 def _too_far_behind(
