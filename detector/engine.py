@@ -36,7 +36,7 @@ from detector.events import Event
 from detector.forecast import FittedModel, MonthEndForecast
 from detector.periods import zone
 from detector.pricing import CostSource, Pricer
-from detector.state import Retention, TenantState
+from detector.state import Retention, SeriesId, TenantState
 from detector.tiers import budget, predictive, rate, threshold
 from detector.tiers.common import series_id
 from detector.tiers.rate import WEEK_S
@@ -308,8 +308,11 @@ class Engine:
             instant_s = self.watermark_s
             instant = datetime.fromtimestamp(instant_s, UTC)
         records = []
+        ids: dict[tuple[str, ...], SeriesId] = {}
         for rule in rules:
-            series = series_id(event, rule.series)
+            series = ids.get(rule.series)
+            if series is None:
+                series = ids[rule.series] = series_id(event, rule.series)
             record = threshold.check_on_event(state, rule, series, instant, instant_s)
             if record is not None:
                 records.append(record)
@@ -426,12 +429,24 @@ def _retention(rules: RuleSet, settings: EngineSettings) -> Retention:
     return Retention(
         signal_plans=_signal_plans(rules, settings, fine_s),
         rolling_windows_s=tuple(sorted(set(short_windows))),
+        rolling_windows_by_spec=_rolling_windows_by_spec(rules),
         fine_s=fine_s,
         coarse_s=coarse_s,
         daily_days=max([31, *histories]) + 31,
         dedup_s=settings.dedup_horizon_s,
         dedup_max_ids=settings.dedup_max_ids_per_tenant,
     )
+
+
+def _rolling_windows_by_spec(rules: RuleSet) -> dict[tuple[str, ...], tuple[int, ...]]:
+    """Return the window lengths of up to 6 hours that each spec's rules read."""
+    by_spec: dict[tuple[str, ...], set[int]] = {}
+    for rule in rules.rules:
+        if isinstance(rule, ThresholdRule | RateOfChangeRule):
+            windows = by_spec.setdefault(rule.series, set())
+            if rule.window_s <= 6 * _HOUR_S:
+                windows.add(rule.window_s)
+    return {spec: tuple(sorted(windows)) for spec, windows in by_spec.items()}
 
 
 def _signal_plans(

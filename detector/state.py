@@ -19,6 +19,7 @@ from detector.windows import BucketSeries, SignalPlan
 
 SeriesId = tuple[tuple[str, ...], tuple[str, ...]]
 _ZERO = Decimal(0)
+_NO_SERIES: dict[SeriesId, BucketSeries] = {}
 
 
 @dataclass(slots=True)
@@ -51,6 +52,12 @@ class Retention:
     dedup_s: int
     dedup_max_ids: int
     rolling_windows_s: tuple[int, ...] = ()
+    # The rolling windows of each series spec, for the specs a rule reads: a
+    # series keeps running totals only for its own rules' windows. Specs not
+    # listed use ``rolling_windows_s``.
+    rolling_windows_by_spec: dict[tuple[str, ...], tuple[int, ...]] = field(
+        default_factory=dict
+    )
     # Latency and ratio state per series spec, for the specs a rule reads it of.
     signal_plans: dict[tuple[str, ...], SignalPlan] = field(default_factory=dict)
 
@@ -71,6 +78,7 @@ class TenantState:
         "retention",
         "seen_ids",
         "series",
+        "series_by_spec",
         "tenant",
         "timezone",
     )
@@ -80,6 +88,8 @@ class TenantState:
         self.timezone = timezone
         self.retention = retention
         self.series: dict[SeriesId, BucketSeries] = {}
+        # The same series grouped by spec, so an evaluator visits only its own.
+        self.series_by_spec: dict[tuple[str, ...], dict[SeriesId, BucketSeries]] = {}
         # Budget id -> period start -> totals. The previous period stays so that
         # a late event from it is still counted where it belongs.
         self.periods: dict[str, dict[datetime, PeriodTotal]] = {}
@@ -110,13 +120,20 @@ class TenantState:
     def series_for(self, series_id: SeriesId) -> BucketSeries:
         series = self.series.get(series_id)
         if series is None:
+            retention = self.retention
+            spec = series_id[0]
             series = self.series[series_id] = BucketSeries(
-                self.retention.fine_s,
-                self.retention.coarse_s,
-                self.retention.rolling_windows_s,
-                self.retention.signal_plans.get(series_id[0]),
+                retention.fine_s,
+                retention.coarse_s,
+                retention.rolling_windows_by_spec.get(spec, retention.rolling_windows_s),
+                retention.signal_plans.get(spec),
             )
+            self.series_by_spec.setdefault(spec, {})[series_id] = series
         return series
+
+    def series_of(self, spec: tuple[str, ...]) -> dict[SeriesId, BucketSeries]:
+        """Return the series of one spec, such as (tenant, model), by id."""
+        return self.series_by_spec.get(spec, _NO_SERIES)
 
     def period_total_s(
         self, budget_id: str, period: Period, instant_s: int

@@ -23,10 +23,9 @@ request count, so a caller can tell "0" from "not enough requests".
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from decimal import Decimal
-
-from ddsketch import DDSketch
 
 from detector import sketch
 from detector.events import Event
@@ -50,6 +49,9 @@ RATIO_SIGNALS = ("error_rate", "refusal_rate", "cache_hit_rate")
 _RATIO_DIGITS = Decimal("0.000001")
 # Latencies and rates keep three decimals of the sketch's float value.
 _QUANTILE_DIGITS = Decimal("0.001")
+# Latency values a bucket keeps raw before it folds them into its sketches.
+_FOLD_AT = 32
+_FLOAT_BYTES = sys.getsizeof(1.0)
 # Cached hourly readings per series: enough for eight baseline periods and the
 # windows beside them, small enough to clear at once when full.
 _MAX_HOUR_READINGS = 64
@@ -143,28 +145,66 @@ class Sample:
     A value that is unknown or negative is left out.
     """
 
-    __slots__ = ("cache_read_tokens", "input_tokens", "is_error", "is_refusal", "values")
+    __slots__ = (
+        "_entries",
+        "_entries_for",
+        "_event",
+        "cache_read_tokens",
+        "input_tokens",
+        "is_error",
+        "is_refusal",
+    )
 
     def __init__(self, event: Event) -> None:
+        self._event = event
         self.is_error = event.is_error
         self.is_refusal = event.is_refusal
         self.input_tokens = event.input_tokens
         self.cache_read_tokens = event.cache_read_tokens
-        ttft, duration = event.ttft_ms, event.duration_ms
+        # The values of the last signals asked for, with their bucket keys: a
+        # request joins several buckets and series with the same signals.
+        self._entries_for: tuple[str, ...] | None = None
+        self._entries: list[tuple[str, int | None, float]] = []
+
+    @property
+    def values(self) -> dict[str, float]:
+        """The known values by signal."""
+        found = {signal: self.value(signal) for signal in QUANTILE_SIGNALS}
+        return {signal: value for signal, value in found.items() if value is not None}
+
+    def value(self, signal: str) -> float | None:
+        """Return the request's value of a latency signal, or None if unknown."""
+        event = self._event
+        if signal == "ttft_ms":
+            ttft = event.ttft_ms
+            return ttft if ttft is not None and ttft >= 0 else None
+        if signal == "max_inter_token_gap_ms":
+            gap = event.max_inter_token_gap_ms
+            return gap if gap is not None and gap >= 0 else None
+        duration = event.duration_ms
+        if duration is None or duration < 0:
+            return None
+        if signal == "duration_ms":
+            return duration
         output = event.output_tokens
-        values: dict[str, float] = {}
-        if ttft is not None and ttft >= 0:
-            values["ttft_ms"] = ttft
-        if duration is not None and duration >= 0:
-            values["duration_ms"] = duration
-            if output is not None and duration > 0:
-                values["output_tokens_per_s"] = output * 1000.0 / duration
-            if ttft is not None and output is not None and output >= 2 and duration >= ttft >= 0:
-                values["inter_token_ms"] = (duration - ttft) / (output - 1)
-        gap = event.max_inter_token_gap_ms
-        if gap is not None and gap >= 0:
-            values["max_inter_token_gap_ms"] = gap
-        self.values = values
+        if signal == "output_tokens_per_s":
+            return output * 1000.0 / duration if output is not None and duration > 0 else None
+        ttft = event.ttft_ms
+        if ttft is not None and output is not None and output >= 2 and duration >= ttft >= 0:
+            return (duration - ttft) / (output - 1)
+        return None
+
+    def entries(self, signals: tuple[str, ...]) -> list[tuple[str, int | None, float]]:
+        """Return (signal, bucket key, value) for each of ``signals`` the request has."""
+        if signals is not self._entries_for:
+            entries = []
+            for signal in signals:
+                value = self.value(signal)
+                if value is not None:
+                    entries.append((signal, sketch.bucket_key(value), value))
+            self._entries = entries
+            self._entries_for = signals
+        return self._entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,13 +225,23 @@ class SignalPlan:
 
 
 class SignalStats:
-    """The counts, token sums and latency sketches of one bucket or window."""
+    """The counts, token sums and latency sketches of one bucket or window.
+
+    A bucket takes requests with ``buffer``, which keeps their latency values
+    raw in ``pending`` and folds them into ``sketches`` once there are
+    ``_FOLD_AT`` of them. Most minute buckets of a series hold a request or
+    two, and for those a list of the values is cheaper to build, to merge into
+    a window and to take out of it again than a sketch per signal. A window's
+    running stats take requests with ``add``, straight into the sketches,
+    because the window is read after every request.
+    """
 
     __slots__ = (
         "cache_read_tokens",
         "errors",
         "input_requests",
         "input_tokens",
+        "pending",
         "refusals",
         "requests",
         "sketches",
@@ -205,9 +255,13 @@ class SignalStats:
         self.input_requests = 0
         self.input_tokens = 0
         self.cache_read_tokens = 0
-        self.sketches: dict[str, DDSketch] = {}
+        self.sketches: dict[str, sketch.Sketch] = {}
+        # (signal, bucket key, value) of latency values not yet in ``sketches``.
+        self.pending: list[tuple[str, int | None, float]] = []
 
     def add(self, sample: Sample, signals: tuple[str, ...]) -> None:
+        """Add one request's counts, and its values of ``signals`` to the sketches."""
+        # The counting lines repeat in ``buffer``: a call per request costs more.
         self.requests += 1
         self.errors += sample.is_error
         self.refusals += sample.is_refusal
@@ -215,14 +269,36 @@ class SignalStats:
             self.input_requests += 1
             self.input_tokens += sample.input_tokens
             self.cache_read_tokens += sample.cache_read_tokens
-        for signal in signals:
-            value = sample.values.get(signal)
-            if value is None:
-                continue
-            found = self.sketches.get(signal)
+        sketches = self.sketches
+        for signal, key, value in sample.entries(signals):
+            found = sketches.get(signal)
             if found is None:
-                found = self.sketches[signal] = sketch.new_sketch()
-            sketch.add(found, value)
+                found = sketches[signal] = sketch.Sketch()
+            found.add_key(key, value)
+
+    def buffer(self, sample: Sample, signals: tuple[str, ...]) -> None:
+        """Add one request like ``add``, but keep its values in ``pending`` for now."""
+        self.requests += 1
+        self.errors += sample.is_error
+        self.refusals += sample.is_refusal
+        if sample.input_tokens is not None:
+            self.input_requests += 1
+            self.input_tokens += sample.input_tokens
+            self.cache_read_tokens += sample.cache_read_tokens
+        pending = self.pending
+        pending.extend(sample.entries(signals))
+        if len(pending) >= _FOLD_AT:
+            self.fold()
+
+    def fold(self) -> None:
+        """Move the values of ``pending`` into the sketches."""
+        sketches = self.sketches
+        for signal, key, value in self.pending:
+            found = sketches.get(signal)
+            if found is None:
+                found = sketches[signal] = sketch.Sketch()
+            found.add_key(key, value)
+        self.pending = []
 
     def merge(self, other: SignalStats) -> None:
         self.requests += other.requests
@@ -231,26 +307,55 @@ class SignalStats:
         self.input_requests += other.input_requests
         self.input_tokens += other.input_tokens
         self.cache_read_tokens += other.cache_read_tokens
+        sketches = self.sketches
         for signal, part in other.sketches.items():
-            found = self.sketches.get(signal)
+            found = sketches.get(signal)
             if found is None:
-                found = self.sketches[signal] = sketch.new_sketch()
+                found = sketches[signal] = sketch.Sketch()
             found.merge(part)
+        for signal, key, value in other.pending:
+            found = sketches.get(signal)
+            if found is None:
+                found = sketches[signal] = sketch.Sketch()
+            found.add_key(key, value)
 
     def subtract(self, other: SignalStats) -> None:
+        """Remove the data of ``other``, which was merged into these stats before."""
         self.requests -= other.requests
         self.errors -= other.errors
         self.refusals -= other.refusals
         self.input_requests -= other.input_requests
         self.input_tokens -= other.input_tokens
         self.cache_read_tokens -= other.cache_read_tokens
+        sketches = self.sketches
         for signal, part in other.sketches.items():
-            found = self.sketches.get(signal)
+            found = sketches.get(signal)
             if found is not None:
-                sketch.subtract(found, part)
+                found.subtract(part)
+        for signal, key, value in other.pending:
+            found = sketches.get(signal)
+            if found is not None:
+                found.remove_key(key, value)
+
+    def memory_bytes(self) -> int:
+        """Return an estimate of the memory of the sketches and pending values.
+
+        It counts ``Sketch.memory_bytes`` of each sketch, the ``pending`` list,
+        and one entry tuple and float per pending value. A minute and an hour
+        bucket of one series share their entry tuples, so the sum over both
+        counts those twice. The counters and this object itself are not counted.
+        """
+        total = sum(found.memory_bytes() for found in self.sketches.values())
+        pending = self.pending
+        if pending:
+            entry_bytes = sys.getsizeof(pending[0]) + _FLOAT_BYTES
+            total += sys.getsizeof(pending) + entry_bytes * len(pending)
+        return total
 
     def reading(self, measure: Measure) -> Reading:
         """Return the measure's value over this bucket or window, and its count."""
+        if self.pending:
+            self.fold()
         signal = measure.signal
         if measure.quantile is not None:
             found = self.sketches.get(signal)
@@ -261,19 +366,20 @@ class SignalStats:
                 # Too few to count: the quantile is not needed, and skipping it
                 # keeps the check per event cheap on quiet series.
                 return Reading(None, count, False)
-            value = sketch.quantile(found, measure.quantile)
-            shown = None if value is None else Decimal(value).quantize(_QUANTILE_DIGITS)
-            return Reading(shown, count, count >= measure.min_requests)
+            key = found.quantile_key(measure.quantile)
+            return Reading(_shown_value(key), count, True)
         if signal == "cache_hit_rate":
             count, part, whole = self.input_requests, self.cache_read_tokens, self.input_tokens
         elif signal == "error_rate":
             count, part, whole = self.requests, self.errors, self.requests
         else:
             count, part, whole = self.requests, self.refusals, self.requests
-        ratio = (Decimal(part) / whole).quantize(_RATIO_DIGITS) if whole else None
+        ratio = _ratio(part, whole) if whole else None
         return Reading(ratio, count, count >= measure.min_requests and ratio is not None)
 
     def to_list(self) -> list[object]:
+        if self.pending:
+            self.fold()
         return [
             self.requests,
             self.errors,
@@ -306,13 +412,15 @@ class SignalStats:
         return stats
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reading:
     """A latency or ratio value over a window and the requests behind it.
 
     ``value`` is None when no request reported the signal, and for a quantile
     also when fewer than ``min_requests`` did. ``enough`` is false when fewer
-    than the measure's ``min_requests`` requests count.
+    than the measure's ``min_requests`` requests count. Windows cache and share
+    readings, so a reading must not be changed. It is not frozen because a
+    frozen dataclass is slower to build, and one is built on most requests.
     """
 
     value: Decimal | None
@@ -327,16 +435,19 @@ class RollingWindow:
     time: buckets that leave are subtracted, so a check per event costs a few
     additions instead of a sum over every bucket of the window. ``stats`` is the
     running ``SignalStats`` of the window when a latency or ratio rule uses this
-    window length, and None otherwise.
+    window length, and None otherwise. ``readings`` caches readings of ``stats``
+    by measure key until ``stats`` changes: a quiet series' window is read on
+    every tick and mostly contains the same requests as a minute before.
     """
 
-    __slots__ = ("end_s", "stats", "totals", "window_s")
+    __slots__ = ("end_s", "readings", "stats", "totals", "window_s")
 
     def __init__(self, window_s: int, with_stats: bool = False) -> None:
         self.window_s = window_s
         self.end_s = 0
         self.totals = Totals()
         self.stats: SignalStats | None = SignalStats() if with_stats else None
+        self.readings: dict[str, Reading] = {}
 
     def slide(
         self,
@@ -352,6 +463,7 @@ class RollingWindow:
             self.totals = _sum_totals(fine, end_s - self.window_s, end_s)
             if stats is not None and fine_stats is not None:
                 self.stats = _sum_stats(fine_stats, end_s - self.window_s, end_s)
+                self.readings.clear()
             self.end_s = end_s
             return
         leaving = self.end_s - self.window_s
@@ -367,9 +479,11 @@ class RollingWindow:
                 gone_stats = fine_stats.get(leaving)
                 if gone_stats is not None:
                     stats.subtract(gone_stats)
+                    self.readings.clear()
                 joined_stats = fine_stats.get(entering)
                 if joined_stats is not None:
                     stats.merge(joined_stats)
+                    self.readings.clear()
             leaving += FINE_BUCKET_S
             entering += FINE_BUCKET_S
         self.end_s = end_s
@@ -407,8 +521,9 @@ class BucketSeries:
         self.coarse_retention_s = coarse_retention_s
         self.newest_s: int | None = None
         self.plan = plan
-        # The last window reading, because a rate-of-change evaluation reads the
-        # same window twice. ``add_signals`` clears it.
+        # The last reading of a window that is not rolling, because a
+        # rate-of-change evaluation reads the same window twice. ``add_signals``
+        # clears it. Rolling windows cache their own readings.
         self._last_reading: tuple[str, int, int, Reading] | None = None
         # Readings of whole past hours by (key, first hour, end hour). Baselines
         # read the same hours on every tick of an hour, and those hours change
@@ -449,10 +564,10 @@ class BucketSeries:
         self._last_reading = None
         signals = plan.sketch_signals
         fine_start = timestamp_s - timestamp_s % FINE_BUCKET_S
-        _stats_bucket(self.fine_stats, fine_start).add(sample, signals)
+        _stats_bucket(self.fine_stats, fine_start).buffer(sample, signals)
         if plan.coarse_retention_s:
             hour_start = timestamp_s - timestamp_s % COARSE_BUCKET_S
-            _stats_bucket(self.coarse_stats, hour_start).add(sample, signals)
+            _stats_bucket(self.coarse_stats, hour_start).buffer(sample, signals)
             newest_s = self.newest_s if self.newest_s is not None else timestamp_s
             if hour_start < newest_s - newest_s % COARSE_BUCKET_S:
                 self._hour_readings.clear()
@@ -464,6 +579,7 @@ class BucketSeries:
                 window.slide(self.fine, fine_start + FINE_BUCKET_S, self.fine_stats)
             elif fine_start >= window.end_s - window.window_s:
                 stats.add(sample, signals)
+                window.readings.clear()
 
     def set_plan(self, plan: SignalPlan | None) -> None:
         """Switch to another plan after a rule reload, dropping what is not needed."""
@@ -479,6 +595,7 @@ class BucketSeries:
         for window in self.rolling.values():
             if window.window_s not in windows:
                 window.stats = None
+                window.readings.clear()
             # A window that newly needs stats reads the fine buckets until the
             # series is rebuilt, because its running stats would miss the past.
 
@@ -525,20 +642,23 @@ class BucketSeries:
         the sketch. Longer ones merge whole hours, so they start up to an hour
         before ``end_s - window_s``.
         """
+        window = self.rolling.get(window_s)
+        if window is not None and window.stats is not None and end_s >= window.end_s:
+            if end_s > window.end_s:
+                window.slide(self.fine, end_s, self.fine_stats)
+            found = window.readings.get(key)
+            if found is None:
+                measure = _MEASURES.get(key) or parse_measure(key)
+                found = window.readings[key] = window.stats.reading(measure)
+            return found
         last = self._last_reading
         if last is not None and last[:3] == (key, end_s, window_s):
             return last[3]
-        reading = self._read_window(key, end_s, window_s)
+        reading = self._read_window(parse_measure(key), key, end_s, window_s)
         self._last_reading = (key, end_s, window_s, reading)
         return reading
 
-    def _read_window(self, key: str, end_s: int, window_s: int) -> Reading:
-        measure = parse_measure(key)
-        window = self.rolling.get(window_s)
-        if window is not None and window.stats is not None and end_s >= window.end_s:
-            window.slide(self.fine, end_s, self.fine_stats)
-            assert window.stats is not None
-            return window.stats.reading(measure)
+    def _read_window(self, measure: Measure, key: str, end_s: int, window_s: int) -> Reading:
         plan = self.plan
         if plan is not None and window_s <= plan.fine_retention_s:
             return _sum_stats(self.fine_stats, end_s - window_s, end_s).reading(measure)
@@ -605,6 +725,38 @@ class BucketSeries:
     def last_activity_s(self) -> int | None:
         """Return the time of the newest request, or None for an empty series."""
         return self.newest_s
+
+
+# Readings are Decimals built from a sketch bucket's value or from two counts.
+# Both repeat from one request to the next, so the Decimals are cached, up to
+# this many of each: latencies of 1 ms to 10 minutes span about 660 buckets.
+_MAX_CACHED = 4096
+_SHOWN_VALUES: dict[int | None, Decimal] = {None: Decimal(0).quantize(_QUANTILE_DIGITS)}
+
+
+def _shown_value(key: int | None) -> Decimal:
+    """Return the value of a sketch bucket (None: the zero bucket) to three decimals."""
+    found = _SHOWN_VALUES.get(key)
+    if found is None:
+        assert key is not None
+        if len(_SHOWN_VALUES) >= _MAX_CACHED:
+            del _SHOWN_VALUES[next(reversed(_SHOWN_VALUES))]
+        value = Decimal(sketch.bucket_value(key)).quantize(_QUANTILE_DIGITS)
+        found = _SHOWN_VALUES[key] = value
+    return found
+
+
+_RATIOS: dict[tuple[int, int], Decimal] = {}
+
+
+def _ratio(part: int, whole: int) -> Decimal:
+    """Return ``part / whole`` rounded to six decimals."""
+    found = _RATIOS.get((part, whole))
+    if found is None:
+        if len(_RATIOS) >= _MAX_CACHED:
+            _RATIOS.clear()
+        found = _RATIOS[(part, whole)] = (Decimal(part) / whole).quantize(_RATIO_DIGITS)
+    return found
 
 
 def _value_or_zero(reading: Reading) -> Decimal:

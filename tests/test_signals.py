@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from ddsketch import DDSketch, LogarithmicMapping
 
 from detector import sketch
 from detector.events import Event
@@ -193,14 +195,58 @@ def test_late_event_updates_past_hour() -> None:
 
 
 def test_quantile_matches_package() -> None:
-    """The bisect quantile equals DDSketch.get_quantile_value, zeros included."""
+    """The quantile equals DDSketch.get_quantile_value, zeros included."""
     values = [0.0] * 30 + np.random.default_rng(4).lognormal(3.0, 1.5, 500).tolist()
     part = sketch.new_sketch()
+    reference = DDSketch(sketch.RELATIVE_ACCURACY)
     for value in values:
         sketch.add(part, value)
+        reference.add(value)
 
     for q in (0.0, 0.01, 0.05, 0.06, 0.5, 0.95, 0.999, 1.0):
-        assert sketch.quantile(part, q) == part.get_quantile_value(q)
+        assert sketch.quantile(part, q) == reference.get_quantile_value(q)
+
+
+def test_bucket_key_matches_package() -> None:
+    """``bucket_key`` gives the package mapping's key, and None for zero."""
+    mapping = LogarithmicMapping(sketch.RELATIVE_ACCURACY)
+    values = np.random.default_rng(6).lognormal(4.0, 3.0, 2000).tolist() + [1e-300, 1.0]
+
+    for value in values:
+        assert sketch.bucket_key(value) == mapping.key(value)
+    assert sketch.bucket_key(0.0) is None
+    with pytest.raises(ValueError, match="invalid latency -1.0"):
+        sketch.bucket_key(-1.0)
+
+
+def test_running_quantiles_match_package() -> None:
+    """Quantiles read between merges, subtractions and adds equal a fresh DDSketch."""
+    rng = np.random.default_rng(8)
+    minutes = [
+        rng.lognormal(5.0 + n % 3, 1.0, 40).tolist() + [0.0] * (n % 2) for n in range(30)
+    ]
+    parts = []
+    for values in minutes:
+        part = sketch.new_sketch()
+        for value in values:
+            sketch.add(part, value)
+        parts.append(part)
+    window = sketch.new_sketch()
+    added: list[float] = []
+
+    for n, part in enumerate(parts):
+        window.merge(part)
+        if n >= 5:
+            window.subtract(parts[n - 5])
+        for value in minutes[n][:3]:
+            window.add(value)
+            added.append(value)
+        reference = DDSketch(sketch.RELATIVE_ACCURACY)
+        for value in [v for m in minutes[max(0, n - 4) : n + 1] for v in m] + added:
+            reference.add(value)
+        for q in (0.0, 0.5, 0.9, 0.95, 0.99, 1.0):
+            assert window.quantile(q) == reference.get_quantile_value(q), (n, q)
+        assert window.count == reference.count
 
 
 def test_subtract_undoes_merge() -> None:
@@ -449,6 +495,40 @@ def test_rate_of_change_on_p95_ttft() -> None:
 # ---------------------------------------------------------------------------
 # Memory and snapshots
 # ---------------------------------------------------------------------------
+
+
+def test_memory_estimate_near_tracemalloc() -> None:
+    """``memory_bytes`` of one day of latencies is within 10 % of tracemalloc."""
+    values = np.random.default_rng(7).lognormal(np.log(1200.0), 0.9, 86_400).tolist()
+    tracemalloc.start()
+    before, _ = tracemalloc.get_traced_memory()
+    day = sketch.new_sketch()
+    for value in values:
+        sketch.add(day, value)
+    assert day.quantile(0.95) is not None
+    traced = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+
+    estimate = sketch.memory_bytes(day)
+
+    assert abs(estimate - traced) <= 0.1 * traced, (estimate, traced)
+
+
+def test_pending_values_fold_into_sketch() -> None:
+    """A bucket keeps its first values raw and reads the same p95 either way."""
+    series = BucketSeries(7200 + 300, 8 * 86400, (), PLAN)
+    for offset_s in range(0, 40):
+        series.add(START_S + offset_s, Decimal(0), 0)
+        series.add_signals(START_S + offset_s, Sample(request(offset_s, ttft_ms=10.0 + offset_s)))
+    bucket = series.fine_stats[START_S]
+
+    assert len(bucket.pending) == 40 - 32
+    assert bucket.sketches["ttft_ms"].count == 32
+    reading = series.window_reading(P95_TTFT, START_S + 60, 60)
+    assert reading.count == 40
+    assert reading.value == filled_stats([10.0 + n for n in range(40)]).reading(
+        parse_measure(P95_TTFT)
+    ).value
 
 
 def test_plan_only_for_rule_series() -> None:

@@ -254,13 +254,13 @@ def evaluate(
     # request, so a source that stops is caught within that day.
     idle_limit_s = rule.window_s if rule.direction == "up" else rule.window_s + DAY_S
     alerts = state.alerts.alerts
-    for series_id, series in state.series.items():
-        if series_id[0] != rule.series:
-            continue
+    for series_id, series in state.series_of(rule.series).items():
         last_s = series.newest_s
         recent = last_s is not None and last_s >= now_s - idle_limit_s
         if not recent and not alerts:
             continue  # the common case on a quiet tick: no key to build
+        if recent and not series.has_enough(rule.measure, now_s, rule.window_s):
+            continue  # as in _evaluate_series, before building the key
         key = make_key(_PREFIX, rule.id, *series_id[1])
         if not recent and key not in alerts:
             continue

@@ -129,7 +129,7 @@ def sketch_memory() -> tuple[int, int, int]:
         sketch.add(day, value)
     after, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return after - before, sketch.memory_bytes(day), len(day._store.bins)
+    return after - before, sketch.memory_bytes(day), len(day.bins)
 
 
 def main() -> None:

@@ -5,7 +5,9 @@ token and duration per request) and calls ``Engine.process``. The rule sets are
 the demo rules alone, the demo rules plus a p95 TTFT threshold and an error-rate
 threshold per tenant, route and model, and those plus a rate-of-change rule on
 the p95 TTFT, which also keeps hourly sketches. Runs alternate, three per rule
-set, and the medians are printed with the sketch memory of the last run. Run:
+set, and the medians are printed with the sketch memory of the last run, then
+the memory of one day of latencies in one sketch, by tracemalloc and by
+``sketch.memory_bytes``. Run:
 
     .venv/bin/python tests/benchmarks/bench_signals.py [--days N]
 """
@@ -15,7 +17,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+import tracemalloc
 from typing import Any
+
+import numpy as np
 
 from detector import sketch
 from detector.config import RateOfChangeRule, RuleSet, ThresholdRule
@@ -89,14 +94,38 @@ def run_core(rules: RuleSet, lines: list[bytes]) -> tuple[float, Engine]:
 
 
 def sketch_memory_mib(engine: Engine) -> float:
-    """Return the estimated memory of every kept sketch (``sketch.memory_bytes``)."""
+    """Return the estimated memory of the latency values kept in buckets.
+
+    That is ``SignalStats.memory_bytes`` of every minute and hour bucket: the
+    sketches and the values not yet folded into them. Running window stats and
+    the counters are left out.
+    """
     total = 0
     for state in engine.tenants.values():
         for series in state.series.values():
             for buckets in (series.fine_stats, series.coarse_stats):
                 for stats in buckets.values():
-                    total += sum(map(sketch.memory_bytes, stats.sketches.values()))
+                    total += stats.memory_bytes()
     return total / 2**20
+
+
+def day_sketch_memory() -> tuple[int, int, int]:
+    """Return tracemalloc bytes, ``sketch.memory_bytes`` and buckets of one day.
+
+    The day is 86,400 log-normal latencies (median 1.2 s, log standard
+    deviation 0.9) added to one sketch, and its p95 is read once.
+    """
+    latencies_ms = np.random.default_rng(7).lognormal(np.log(1200.0), 0.9, 86_400)
+    values = latencies_ms.tolist()
+    tracemalloc.start()
+    before, _ = tracemalloc.get_traced_memory()
+    day = sketch.new_sketch()
+    for value in values:
+        sketch.add(day, value)
+    day.quantile(0.95)
+    traced = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return traced, sketch.memory_bytes(day), len(day.bins)
 
 
 def main() -> None:
@@ -119,6 +148,11 @@ def main() -> None:
         median = statistics.median(measured)
         memory = sketch_memory_mib(engines[name])
         print(f"{name:<40} {median:>10,.0f} {median / base:>7.2f} {memory:>11.1f}")
+    traced, estimated, buckets = day_sketch_memory()
+    print(
+        f"one day of latencies in one sketch: {traced:,} bytes by tracemalloc, "
+        f"{estimated:,} by sketch.memory_bytes, {buckets} buckets"
+    )
 
 
 if __name__ == "__main__":
