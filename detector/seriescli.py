@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
+from rich.markup import escape
 
 from detector.alerts import format_console
 from detector.backtest import write_alert_line
@@ -27,8 +28,10 @@ def run_series(console: Console, args: argparse.Namespace) -> int:
             try:
                 replay = replay_series_csv(rules, path, step_s=args.series_step)
             except SeriesFormatError as error:
-                console.print(f"[red]error:[/] {error}", markup=False)
-                return 1
+                # Exit 2, as for other unreadable input: a bad row stops the
+                # file, because skipping it would shift the rows re-timed after it.
+                console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
+                return 2
             for record in replay.records:
                 write_alert(record)
                 if not args.quiet:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from detector.cli import main
 from detector.config import RuleSet
 from detector.engine import EngineSettings
 from detector.seriescsv import SeriesFormatError, read_series, replay_series_csv
@@ -65,3 +66,27 @@ def test_bad_header_rejected(tmp_path: Path) -> None:
 
     with pytest.raises(SeriesFormatError, match="expected timestamp,value"):
         read_series(tmp_path / "s.csv")
+
+
+def test_bad_row_stops_backtest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad row exits 2 (unreadable input) and names the file and row."""
+    write_series(tmp_path / "s.csv", ["1", "2"])
+    with (tmp_path / "s.csv").open("a") as stream:
+        stream.write("garbage,row\n")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "alerts.yaml").write_text(
+        "rules:\n  - id: rise\n    tier: absolute\n    window: 10m\n    threshold: 5\n"
+    )
+
+    code = main(
+        ["backtest", str(tmp_path / "s.csv"), "--rules", str(rules),
+         "--out", str(tmp_path / "out")]
+    )
+
+    output = capsys.readouterr().out
+    assert code == 2
+    assert f"error: {tmp_path / 's.csv'}:4: invalid row" in output
+    assert "[red]" not in output
