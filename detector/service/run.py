@@ -69,6 +69,8 @@ def serve(settings: ServiceSettings, rules: RuleSet) -> None:
     _log_start(settings, rules)
     # The root logger is set up by detector.service.logs; Faust keeps it.
     worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
+    # Faust's startup spinner writes terminal escape codes into the log.
+    worker.spinner = None
     worker.execute_from_commandline()
 
 

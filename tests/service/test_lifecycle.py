@@ -56,6 +56,8 @@ def test_startup_log_and_health_pages(make_worker: WorkerFactory) -> None:
     assert "(3 partitions)" in log
     assert "1 budgets (monthly)" in log
     assert "1 rules (hourly-spend)" in log
+    worker.stop()
+    assert "\x1b[" not in worker.log_text()  # no terminal escape codes
 
 
 def test_sigterm_commits_so_restart_reads_nothing(make_worker: WorkerFactory) -> None:
