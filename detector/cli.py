@@ -199,6 +199,13 @@ def _backtest(args: argparse.Namespace) -> int:
         if not path.is_file():
             console.print(f"[red]error:[/] events file {path} not found")
             return 2
+    if args.compare is not None:
+        # Checked before the replay, which can take minutes, rather than after it.
+        try:
+            load_rules(args.compare)
+        except RuleError as error:
+            console.print(f"error: compared rules are invalid\n{error}", markup=False)
+            return 1
     if all(path.suffix == ".csv" for path in args.events):
         from detector.seriescli import run_series
 

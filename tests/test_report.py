@@ -174,3 +174,35 @@ def test_report_renders_in_chromium(report_dir: Path, tmp_path: Path) -> None:
     pixels = matplotlib.image.imread(str(shot))
     assert pixels.shape[:2] == (1600, 1200)
     assert float(pixels[..., :3].std()) > 0.05
+
+
+def test_invalid_compare_fails_before_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Invalid compared rules exit 1 before the replay writes any output."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "rules.yaml").write_text(RULES, encoding="utf-8")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "rules.yaml").write_text("rules: [{id: x}]\n", encoding="utf-8")
+    _events(tmp_path / "events.jsonl")
+
+    code = main(
+        [
+            "backtest",
+            "--rules",
+            str(tmp_path / "rules"),
+            str(tmp_path / "events.jsonl"),
+            "--out",
+            str(tmp_path / "out"),
+            "--report",
+            str(tmp_path / "report"),
+            "--compare",
+            str(tmp_path / "other"),
+            "--quiet",
+            "--no-progress",
+        ]
+    )
+
+    assert code == 1
+    assert "compared rules are invalid" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
