@@ -6,12 +6,16 @@ They read the benchmark data under ``$BURNRATE_SHARED_DATA`` (default
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
+
 from detector.alerts import AlertRecord, Status
 from detector.evaluation import monthend, nab, spikes
-from detector.evaluation.cli import render
+from detector.cli import main
+from detector.evaluation.cli import RESULTS, render
 
 
 def test_nab_scores_one_category() -> None:
@@ -87,3 +91,20 @@ def test_monthend_report_renders() -> None:
     assert result["months"] == 22
     assert "from_day_10" in text
     assert 0 <= result["coverage_2012_default_scale"] <= 1
+
+
+def test_evaluate_prints_report_or_json(capsys: pytest.CaptureFixture[str]) -> None:
+    """The command prints the markdown report, or JSON with --json, and writes nothing."""
+    before = RESULTS.read_text()
+
+    report_code = main(["evaluate", "--only", "monthend", "--no-write"])
+    report = capsys.readouterr().out
+    json_code = main(["evaluate", "--only", "monthend", "--no-write", "--json"])
+    figures = json.loads(capsys.readouterr().out)
+
+    assert report_code == 0
+    assert "## Month-end forecasts (UCI bike sharing)" in report
+    assert json_code == 0
+    assert set(figures) == {"monthend"}
+    assert "from_day_10" in figures["monthend"]
+    assert RESULTS.read_text() == before

@@ -40,6 +40,11 @@ def _options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print only; leave detector/evaluation/results.json and QUALITY.md as they are",
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the figures as JSON instead of the markdown report",
+    )
 
 
 def _runners() -> dict[str, Callable[[], dict[str, Any]]]:
@@ -60,8 +65,11 @@ def run_command(args: argparse.Namespace) -> int:
             return 2
         figures["elapsed_s"] = round(time.perf_counter() - started, 1)
         results[name] = figures
-        print(f"== {name} ==")
-        print(json.dumps(figures, indent=2, default=str))
+        print(f"{name}: done in {figures['elapsed_s']} s", file=sys.stderr)
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+    else:
+        print(render(results))
     if not args.no_write:
         merged = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
         merged.update(results)
