@@ -187,8 +187,9 @@ class BurnrateService:
             offsets = await admin.list_consumer_group_offsets(self.settings.app_id)
         except KafkaError as error:
             logger.warning(
-                "committed offsets of group %s not read, so the first record of "
-                "each partition sets its start: %s", self.settings.app_id, error,
+                "reading the committed offsets of group %s failed: %s; the first "
+                "record of each partition sets where it continues, so a hole "
+                "before it goes undetected", self.settings.app_id, error,
             )
             return {}
         finally:
