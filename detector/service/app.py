@@ -284,16 +284,20 @@ class BurnrateService:
             self.tenant_partitions[key] = runner.partition
             self.table.send_changelog(runner.partition, key, data)
             self.table.data[key] = data
-            view = budget_state(
-                runner.engine.tenants[tenant], self.rules, runner.engine, self.board.forecast_of
-            )
-            body = msgspec.json.encode(view)
-            self.board.update(view, body=body)
-            # Buffered like the changelog record: Faust flushes the buffer before
-            # it commits, and awaiting each send costs more than the batch's events.
-            self.budget_state_topic.send_soon(key=key, value=body)
+            self.publish_budget_state(runner, tenant)
         self.metrics.sync_runner(runner)
         self._start_forecasts(runner)
+
+    def publish_budget_state(self, runner: PartitionRunner, tenant: str) -> None:
+        """Recompute a tenant's budget state for the budget API and the topic."""
+        view = budget_state(
+            runner.engine.tenants[tenant], self.rules, runner.engine, self.board.forecast_of
+        )
+        body = msgspec.json.encode(view)
+        self.board.update(view, body=body)
+        # Buffered like the changelog record: Faust flushes the buffer before
+        # it commits, and awaiting each send costs more than the batch's events.
+        self.budget_state_topic.send_soon(key=tenant.encode(), value=body)
 
     def _start_forecasts(self, runner: PartitionRunner) -> None:
         jobs, runner.engine.pending_forecasts = runner.engine.pending_forecasts, []
@@ -369,7 +373,8 @@ def _add_rules_reloader(
     so runners created later and the budget-state views use it too. The
     records of a reload (budget alerts resolved by a raised limit, or the
     ``service`` alert of a rejected folder) are published, then every partition
-    persists its changed tenants at once rather than at the next tick.
+    persists its changed tenants at once rather than at the next tick, and every
+    tenant's budget state is published again under the new rules.
     """
     # TODO: the metrics keep the named tenants and tiers of the rules the
     # service started with; ends when ServiceMetrics can take a new rule set.
@@ -381,6 +386,10 @@ def _add_rules_reloader(
         await service._publish_alerts(records)
         for runner in list(service.runners.values()):
             await service._persist(runner)
+            # A change of gateway levels alone changes no tenant's state, but
+            # it can change every tenant's decision.
+            for tenant in list(runner.engine.tenants):
+                service.publish_budget_state(runner, tenant)
 
     reloader = RulesReloader(
         settings.rules,

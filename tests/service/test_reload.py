@@ -170,3 +170,42 @@ def test_broken_rules_keep_old_rules(make_worker: WorkerFactory) -> None:
     budget = budget_records(records, "acme")
     assert [r.status for r in budget] == ["firing"]
     assert "$10" in budget[0].summary
+
+
+def gateway_budget(block_at_pct: int) -> dict[str, Any]:
+    """Return a $10 monthly budget that blocks at ``block_at_pct``."""
+    rules = monthly_budget(10)
+    rules["budgets"][0]["gateway"] = {"block_at_pct": block_at_pct}
+    return rules
+
+
+def wait_decision(
+    worker: ServiceProcess, topics: Topics, tenant: str, decision: str
+) -> str:
+    """Poll the budget-state topic until the tenant's decision is ``decision``.
+
+    Returns the last decision seen, which differs when the deadline passed.
+    """
+    deadline = time.monotonic() + CONSUME_DEADLINE_S
+    while True:
+        seen = latest_budget_state(worker.bootstrap, topics).get(tenant, {})
+        if seen.get("decision") == decision or time.monotonic() > deadline:
+            return str(seen.get("decision"))
+        time.sleep(0.2)
+
+
+def test_gateway_change_updates_decision(make_worker: WorkerFactory) -> None:
+    """Relaxing block_at_pct turns a blocked tenant to warn with no new event."""
+    topics = Topics.unique("reload-gateway")
+    worker = make_worker(topics, gateway_budget(100), partitions=2)
+    documents = [event("acme", hour_start(0), "15.00")]
+
+    worker.start()
+    send(worker.bootstrap, topics.events, keyed(documents))
+    before = wait_decision(worker, topics, "acme", "block")
+    reload(worker, gateway_budget(200))
+    wait_log(worker, "changed budget:monthly@*")
+    after = wait_decision(worker, topics, "acme", "warn")
+
+    assert before == "block"
+    assert after == "warn"
