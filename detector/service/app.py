@@ -452,7 +452,12 @@ def build_app(settings: ServiceSettings, rules: RuleSet) -> tuple[faust.App, Bur
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        ready = not app.rebalancing and bool(app.consumer.assignment())
+        # Ready once every owned events partition has restored its tenants, so
+        # the budget API does not answer 404 for a tenant still being restored.
+        assignment = app.consumer.assignment()
+        owned = {tp.partition for tp in assignment if tp.topic == settings.events_topic}
+        restored = owned <= service.runners.keys()
+        ready = not app.rebalancing and bool(assignment) and restored
         status = 200 if ready else 503
         return web.json({"ready": ready}, status=status)
 
