@@ -6,7 +6,6 @@ application id on the same topics, so the partitions and their state move.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,7 +13,6 @@ from typing import Any
 
 import httpx
 import msgspec
-import pytest
 
 from detector.alerts import AlertRecord
 from tests.service.conftest import WorkerFactory
@@ -31,7 +29,6 @@ from tests.service.harness import (
     run,
     send,
 )
-
 
 TOKEN = "restart-test-token"
 
