@@ -66,7 +66,7 @@ class AlertRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     details: dict[str, str] = {}
 
     def __post_init__(self) -> None:
-        # Sums of per-token prices carry many trailing digits; records show the
+        # Sums of per-token prices carry many trailing digits, so records show the
         # exact value without them.
         for name in _AMOUNT_FIELDS:
             value = getattr(self, name)
@@ -115,14 +115,14 @@ def format_amount(value: Decimal, unit: Unit) -> str:
 def format_pair(value: Decimal, limit: Decimal, unit: Unit) -> tuple[str, str]:
     """Format a value next to its limit with enough digits to tell them apart."""
     shown, limit_shown = format_amount(value, unit), format_amount(limit, unit)
-    if shown == limit_shown and value != limit and unit == "usd":
+    if shown != limit_shown or value == limit:
+        return shown, limit_shown
+    if unit == "usd":
         digits = Decimal("0.000001")
         return f"${value.quantize(digits):,}", f"${limit.quantize(digits):,}"
-    if shown == limit_shown and value != limit and unit != "usd":
-        suffix = "%" if unit == "ratio" else f" {unit}"
-        scale = 100 if unit == "ratio" else 1
-        return f"{tidy(value * scale)}{suffix}", f"{tidy(limit * scale)}{suffix}"
-    return shown, limit_shown
+    suffix = "%" if unit == "ratio" else f" {unit}"
+    scale = 100 if unit == "ratio" else 1
+    return f"{tidy(value * scale)}{suffix}", f"{tidy(limit * scale)}{suffix}"
 
 
 def tidy(value: Decimal) -> Decimal:

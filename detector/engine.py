@@ -45,6 +45,9 @@ from detector.windows import FINE_BUCKET_S, Sample, SignalPlan
 _ZERO = Decimal(0)
 _HOUR_S = 3600
 _DAY_S = 86400
+# Windows up to this length are read from minute buckets, longer ones from
+# hourly buckets.
+_SHORT_WINDOW_MAX_S = 6 * _HOUR_S
 # Forecast fits are planned on this grid: every time zone offset in use is a
 # multiple of 15 minutes, so no local midnight is missed.
 _FORECAST_GRID_S = 900
@@ -132,18 +135,7 @@ class Engine:
         self.watermark_s: int | None = None
         self._next_tick_s: int | None = None
         self._last_event_s: int | None = None
-        self._threshold_rules = {
-            rule.id: rule for rule in rules.rules if isinstance(rule, ThresholdRule)
-        }
-        self._rate_rules = [r for r in rules.rules if isinstance(r, RateOfChangeRule)]
-        self._forecast_rules = [r for r in rules.rules if isinstance(r, ForecastRule)]
-        self._specs = {("tenant",)} | {
-            rule.series
-            for rule in rules.rules
-            if isinstance(rule, ThresholdRule | RateOfChangeRule)
-        }
-        self._retention = _retention(rules, self.settings)
-        self._plans: dict[str, _TenantPlan] = {}
+        self._index_rules(rules)
         # With deferred forecasts the caller runs each fit where it likes (an
         # executor) and hands the result back through ``apply_forecast``.
         self.defer_forecasts = defer_forecasts
@@ -345,24 +337,13 @@ class Engine:
         a shorter one prunes at the next hourly prune, a longer one keeps data
         from now on (data already pruned does not come back). A firing budget
         threshold that the period total no longer reaches, because the limit
-        was raised, resolves now; the records are returned.
+        was raised, resolves now, and its record is returned.
         """
-        # TODO: alerts of a removed rule stay open until their tenant is dropped;
-        # resolving them needs a record built without the rule.
+        # TODO: alerts of a removed rule stay open until their tenant is dropped,
+        # because resolving them needs a record built without the rule.
         self.rules = rules
         self.pricer = Pricer(rules.prices, posted=self.pricer._snapshot is not None)
-        self._threshold_rules = {
-            rule.id: rule for rule in rules.rules if isinstance(rule, ThresholdRule)
-        }
-        self._rate_rules = [r for r in rules.rules if isinstance(r, RateOfChangeRule)]
-        self._forecast_rules = [r for r in rules.rules if isinstance(r, ForecastRule)]
-        self._specs = {("tenant",)} | {
-            rule.series
-            for rule in rules.rules
-            if isinstance(rule, ThresholdRule | RateOfChangeRule)
-        }
-        self._retention = _retention(rules, self.settings)
-        self._plans = {}
+        self._index_rules(rules)
         now = datetime.fromtimestamp(self.watermark_s or 0, UTC)
         records: list[AlertRecord] = []
         for state in self.tenants.values():
@@ -374,6 +355,22 @@ class Engine:
                 self.touched.add(state.tenant)
                 records.extend(resolved)
         return self._counted(records)
+
+    def _index_rules(self, rules: RuleSet) -> None:
+        """Group the rules by tier, derive specs and retention, and reset tenant plans."""
+        self._threshold_rules = {
+            rule.id: rule for rule in rules.rules if isinstance(rule, ThresholdRule)
+        }
+        self._rate_rules = [r for r in rules.rules if isinstance(r, RateOfChangeRule)]
+        self._forecast_rules = [r for r in rules.rules if isinstance(r, ForecastRule)]
+        self._specs = {("tenant",)} | {
+            rule.series
+            for rule in rules.rules
+            if isinstance(rule, ThresholdRule | RateOfChangeRule)
+        }
+        self._retention = _retention(rules, self.settings)
+        # Built per tenant on first use by ``_plan_of``.
+        self._plans: dict[str, _TenantPlan] = {}
 
     def _apply_retention(self, state: TenantState) -> None:
         retention = self._retention
@@ -415,7 +412,8 @@ def _retention(rules: RuleSet, settings: EngineSettings) -> Retention:
     short_windows = [
         rule.window_s
         for rule in rules.rules
-        if isinstance(rule, ThresholdRule | RateOfChangeRule) and rule.window_s <= 6 * _HOUR_S
+        if isinstance(rule, ThresholdRule | RateOfChangeRule)
+        and rule.window_s <= _SHORT_WINDOW_MAX_S
     ]
     fine_s = max([2 * _HOUR_S, *short_windows]) + settings.allowed_lateness_s
     baselines = [
@@ -444,7 +442,7 @@ def _rolling_windows_by_spec(rules: RuleSet) -> dict[tuple[str, ...], tuple[int,
     for rule in rules.rules:
         if isinstance(rule, ThresholdRule | RateOfChangeRule):
             windows = by_spec.setdefault(rule.series, set())
-            if rule.window_s <= 6 * _HOUR_S:
+            if rule.window_s <= _SHORT_WINDOW_MAX_S:
                 windows.add(rule.window_s)
     return {spec: tuple(sorted(windows)) for spec, windows in by_spec.items()}
 
@@ -452,7 +450,7 @@ def _rolling_windows_by_spec(rules: RuleSet) -> dict[tuple[str, ...], tuple[int,
 def _signal_plans(
     rules: RuleSet, settings: EngineSettings, fine_s: int
 ) -> dict[tuple[str, ...], SignalPlan]:
-    """Plan latency and ratio state for each series spec that a rule reads it of.
+    """Plan latency and ratio state for each series spec whose rules read it.
 
     Fine buckets cover the longest such window of up to 6 hours plus the allowed
     lateness. A spec with a rate-of-change rule keeps them as long as the totals
@@ -468,14 +466,14 @@ def _signal_plans(
     plans = {}
     lateness_s = settings.allowed_lateness_s
     for spec, measured in by_spec.items():
-        short = sorted({r.window_s for r in measured if r.window_s <= 6 * _HOUR_S})
+        short = sorted({r.window_s for r in measured if r.window_s <= _SHORT_WINDOW_MAX_S})
         hourly = [
             r.baseline_weeks * r.baseline_period_s + r.window_s + _HOUR_S
             for r in measured
             if isinstance(r, RateOfChangeRule)
         ]
         hourly_for_rate = bool(hourly)
-        hourly += [r.window_s + _HOUR_S for r in measured if r.window_s > 6 * _HOUR_S]
+        hourly += [r.window_s + _HOUR_S for r in measured if r.window_s > _SHORT_WINDOW_MAX_S]
         plans[spec] = SignalPlan(
             sketch_signals=tuple(sorted({r.signal for r in measured if r.quantile})),
             windows_s=tuple(short),

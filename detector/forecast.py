@@ -42,15 +42,16 @@ total exceeds 10 times the run-rate projection for the same days
 clipped to 0, because spend cannot be negative.
 
 Refit and cheap update. The optimiser is the expensive part of a fit (about 70 ms
-for 56 days of history on one core). A caller that passes the ``FittedModel`` of an earlier forecast
-gets a cheap update instead: the stored parameters (smoothing weights, damping and
-initial states) are kept, the smoothing recursions run again over the history from
-the same first day, now including the days since the fit, and the forecast starts
-from the resulting states, so the level, trend and season are re-anchored on the new
-data without re-optimising. An update is used only when the model the chain would
-fit first has the same method and form. When the update's forecast is rejected, the
-function records the reason and refits. The caller decides how old a fit may get before a
-refit (``detector.tiers.predictive.REFIT_DAYS``).
+for 56 days of history on one core). A caller that passes the ``FittedModel`` of an
+earlier forecast gets a cheap update instead. The stored parameters (smoothing
+weights, damping and initial states) are kept, and the smoothing recursions run
+again over the history from the same first day, now including the days since the
+fit. The forecast starts from the resulting states, so the level, trend and season
+are re-anchored on the new data without re-optimising. An update is used only when
+the model the chain would fit first has the same method and form. When the update's
+forecast is rejected, the function records the reason and refits. The caller
+decides how old a fit may get before a refit
+(``detector.tiers.predictive.REFIT_DAYS``).
 
 The recursions and the simulation are written here rather than taken from
 statsmodels, because ``ETSModel.smooth`` followed by ``simulate`` builds a full
@@ -67,7 +68,7 @@ independent understates it. The interval of the sum therefore comes from simulat
 1,000 sample paths of the remaining days are drawn (Gaussian errors with the
 variance of the one-step residuals, fixed seed so equal inputs give equal outputs),
 each path is clipped at 0 and summed like the mean, and the edges are quantiles of
-those sums. The paths hold the parameters and the final state fixed, so the interval
+those sums. The paths keep the parameters and the final state fixed, so the interval
 leaves out their estimation error and is narrower than the true one. On synthetic
 months with a noisy weekly pattern and 8 weeks of history, the nominal 80 % interval
 contained the true total in 40 of 60 months. The simulated edges are therefore moved
@@ -91,7 +92,7 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Literal, get_args
@@ -195,8 +196,8 @@ class MonthEndForecast:
     daily_forecast: tuple[tuple[date, Decimal], ...]
     # One code per fallback step taken, in order, for counting by reason.
     fallbacks: tuple[FallbackCode, ...] = ()
-    # The parameters behind a model forecast, for the next cheap update; None for
-    # the run rate.
+    # The parameters behind a model forecast, for the next cheap update, or None
+    # for the run rate.
     fitted: FittedModel | None = None
     # True when the forecast reused earlier parameters instead of refitting.
     updated: bool = False
@@ -556,20 +557,7 @@ def _period_over(spent_to_date_usd: Decimal, interval_pct: int) -> MonthEndForec
 def _with_fallbacks(
     forecast: MonthEndForecast, codes: list[FallbackCode]
 ) -> MonthEndForecast:
-    return MonthEndForecast(
-        month_end_usd=forecast.month_end_usd,
-        lower_usd=forecast.lower_usd,
-        upper_usd=forecast.upper_usd,
-        interval_pct=forecast.interval_pct,
-        method=forecast.method,
-        seasonal=forecast.seasonal,
-        low_confidence=forecast.low_confidence,
-        fallback_reason=forecast.fallback_reason,
-        daily_forecast=forecast.daily_forecast,
-        fallbacks=tuple(codes),
-        fitted=forecast.fitted,
-        updated=forecast.updated,
-    )
+    return replace(forecast, fallbacks=tuple(codes))
 
 
 def _run_rate_usd(history_usd: FloatArray, season_days: int) -> float:
@@ -655,6 +643,7 @@ def _try_update(
     except ArithmeticError as error:
         reasons.append(f"The {label} failed: {error}, so the model was refitted.")
         codes.append("update_rejected")
+        logger.debug("forecast: %s failed: %s", label, error)
         return None
 
     rejection = _check_run(run, request.run_rate_rest_usd)
