@@ -15,7 +15,7 @@ state adds each request to three or four sketches. Sliding windows need
 ``subtract``, which the package lacks. A check per event reads a quantile of a
 window that changed by one value, and a full pass over the buckets for that
 dominated the cost. So a ``Sketch`` keeps its bucket counts as integers in a
-dict (most minute buckets hold a few values), computes a value's key once per
+dict (most minute buckets contain a few values), computes a value's key once per
 request, and keeps, per quantile read, the bucket the quantile fell in and the
 count below it. Adding or removing a value moves that position by a few buckets
 at most, so reading the quantile again is a short walk instead of a sort.
@@ -45,7 +45,7 @@ _MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
 _MULTIPLIER: float = _MAPPING._multiplier
 _MIN_POSSIBLE: float = _MAPPING.min_possible
 _INF = float("inf")
-# CPython keeps the integers -5 to 256 as shared objects, so a dict entry holding
+# CPython keeps the integers -5 to 256 as shared objects, so a dict entry containing
 # one costs no extra object.
 _SHARED_INT_MAX = 256
 _INT_BYTES = sys.getsizeof(1000)
@@ -66,7 +66,7 @@ def bucket_key(value: float) -> int | None:
 
 
 def bucket_value(key: int) -> float:
-    """Return the value a bucket stands for, as ``LogarithmicMapping.value``."""
+    """Return the value of a bucket, as ``LogarithmicMapping.value`` does."""
     return float(_MAPPING.value(key))
 
 
@@ -92,7 +92,7 @@ class Sketch:
         self._positions: dict[float, list[int]] | None = None
 
     def add(self, value: float) -> None:
-        """Add one value; raises ValueError for a negative one."""
+        """Add one value, raising ValueError for a negative one."""
         self.add_key(bucket_key(value), value)
 
     def add_key(self, key: int | None, value: float) -> None:
@@ -260,7 +260,7 @@ def new_sketch() -> Sketch:
 
 
 def add(sketch: Sketch, value: float) -> None:
-    """Add one non-negative value; raises ValueError for a negative one."""
+    """Add one non-negative value, raising ValueError for a negative one."""
     sketch.add(value)
 
 

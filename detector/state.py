@@ -52,13 +52,13 @@ class Retention:
     dedup_s: int
     dedup_max_ids: int
     rolling_windows_s: tuple[int, ...] = ()
-    # The rolling windows of each series spec, for the specs a rule reads: a
+    # Rolling windows of each series spec, for the specs a rule reads. A
     # series keeps running totals only for its own rules' windows. Specs not
     # listed use ``rolling_windows_s``.
     rolling_windows_by_spec: dict[tuple[str, ...], tuple[int, ...]] = field(
         default_factory=dict
     )
-    # Latency and ratio state per series spec, for the specs a rule reads it of.
+    # Latency and ratio state per series spec, for the specs whose rules read it.
     signal_plans: dict[tuple[str, ...], SignalPlan] = field(default_factory=dict)
 
 

@@ -14,7 +14,7 @@ a rule needs them (its ``SignalPlan``), and for as long as those rules' windows
 need, which is usually much shorter than the totals' retention.
 
 The tiers read every signal through ``window_total`` and ``coarse_total`` with a
-measure key (``measure_key``): a total's key is its signal name, and a latency
+measure key (``measure_key``). A total's key is its signal name, and a latency
 key also carries the quantile and the minimum request count. Those two return
 the quantile or ratio of the window for such a key, and 0 when the window has
 fewer requests than the minimum. ``window_reading`` returns the value with its
@@ -125,7 +125,7 @@ def measure_key(signal: str, quantile: float | None, min_requests: int | None) -
 
 
 def parse_measure(key: str) -> Measure:
-    """Return the measure a key from ``measure_key`` stands for."""
+    """Parse a key from ``measure_key`` back into its measure."""
     measure = _MEASURES.get(key)
     if measure is None:
         signal, q, minimum = key.split("|")
@@ -138,7 +138,7 @@ class Sample:
     """The values one request adds to the latency and ratio signals.
 
     ``inter_token_ms`` is the mean gap between output tokens,
-    ``(duration_ms - ttft_ms) / (output_tokens - 1)``, known for streamed
+    ``(duration_ms - ttft_ms) / (output_tokens - 1)``, defined for streamed
     requests with two or more output tokens. ``output_tokens_per_s`` is output
     tokens over the whole duration, time to first token included. That is the
     rate a client observes, and it exists for requests that were not streamed too.
@@ -161,7 +161,7 @@ class Sample:
         self.is_refusal = event.is_refusal
         self.input_tokens = event.input_tokens
         self.cache_read_tokens = event.cache_read_tokens
-        # The values of the last signals asked for, with their bucket keys: a
+        # The values of the last requested signals, with their bucket keys, because a
         # request joins several buckets and series with the same signals.
         self._entries_for: tuple[str, ...] | None = None
         self._entries: list[tuple[str, int | None, float]] = []
@@ -213,7 +213,7 @@ class SignalPlan:
 
     ``sketch_signals`` are the latency signals some rule reads. Fine buckets are
     kept for ``fine_retention_s`` and carry running sums for ``windows_s``.
-    Hourly buckets are kept for ``coarse_retention_s``, and 0 keeps none: only
+    Hourly buckets are kept for ``coarse_retention_s``, and 0 keeps none. Only
     rate-of-change baselines and windows longer than the fine retention read
     them.
     """
@@ -229,7 +229,7 @@ class SignalStats:
 
     A bucket takes requests with ``buffer``, which keeps their latency values
     raw in ``pending`` and folds them into ``sketches`` once there are
-    ``_FOLD_AT`` of them. Most minute buckets of a series hold a request or
+    ``_FOLD_AT`` of them. Most minute buckets of a series contain a request or
     two, and for those a list of the values is cheaper to build, to merge into
     a window and to take out of it again than a sketch per signal. A window's
     running stats take requests with ``add``, straight into the sketches,
@@ -363,7 +363,7 @@ class SignalStats:
                 return Reading(None, 0, False)
             count = int(found.count)
             if count < measure.min_requests:
-                # Too few to count: the quantile is not needed, and skipping it
+                # With too few requests the quantile is not needed, and skipping it
                 # keeps the check per event cheap on quiet series.
                 return Reading(None, count, False)
             key = found.quantile_key(measure.quantile)
@@ -436,7 +436,7 @@ class RollingWindow:
     additions instead of a sum over every bucket of the window. ``stats`` is the
     running ``SignalStats`` of the window when a latency or ratio rule uses this
     window length, and None otherwise. ``readings`` caches readings of ``stats``
-    by measure key until ``stats`` changes: a quiet series' window is read on
+    by measure key until ``stats`` changes, because a quiet series' window is read on
     every tick and mostly contains the same requests as a minute before.
     """
 
@@ -669,7 +669,7 @@ class BucketSeries:
 
         For a latency or ratio key the hours that overlap the interval are merged
         whole, because a quantile or ratio cannot be split in proportion. The
-        result is 0 when they hold fewer requests than the key's minimum.
+        result is 0 when they contain fewer requests than the key's minimum.
         """
         if signal not in TOTAL_SIGNALS:
             # TODO: an earlier window with too few requests counts as 0, so a

@@ -237,7 +237,7 @@ def test_check_accepts_exactly_ten_times_run_rate(monkeypatch: pytest.MonkeyPatc
 
 
 def test_check_accepts_zero_total(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A forecast of no further spend is the spend to date; below zero is rejected."""
+    """A forecast of no further spend equals the spend to date, a negative one fails."""
     history = usd([40] * 21)
     monkeypatch.setattr(forecast, "fit_ets", fit_constant(0.0))
 

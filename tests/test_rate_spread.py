@@ -36,7 +36,7 @@ def week_of(tenant: str, amount: str) -> list:
 
 
 def test_recent_windows_follow_new_level() -> None:
-    """$10 to $30 an hour fires once, then resolves when the recent hours hold $30."""
+    """$10 to $30 an hour fires once, then resolves when the recent hours reach $30."""
     rule = {**HOURLY, "recent_windows": 3}
     engine = engine_for({"rules": [rule]})
     test_day = hourly("shop", 8, {**dict.fromkeys(range(6), "10"), 6: "30", 7: "30", 8: "30"})
@@ -113,7 +113,7 @@ def test_zero_against_zero_is_quiet() -> None:
 
 
 def test_recent_windows_beyond_history_rejected() -> None:
-    """20 nine-hour windows reach past the one week of kept history; 200 is over 24."""
+    """20 nine-hour windows reach past the one week of kept history. 200 is over 24."""
     with pytest.raises(ValidationError, match="recent_windows 20 of 32400s"):
         RateOfChangeRule.model_validate({**HOURLY, "recent_windows": 20, "window": "9h"})
     with pytest.raises(ValidationError, match="less than or equal to 24"):

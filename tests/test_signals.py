@@ -92,7 +92,7 @@ def test_sample_latency_values() -> None:
 
 
 def test_sample_skips_unknown_values() -> None:
-    """One output token has no gap between tokens; an unstreamed request no TTFT."""
+    """One output token has no gap between tokens, and an unstreamed request no TTFT."""
     sample = Sample(request(duration_ms=900.0, output_tokens=1))
 
     assert "inter_token_ms" not in sample.values
@@ -309,7 +309,7 @@ def test_refusal_rate_counts_content_filter() -> None:
 
 
 def test_cache_hit_rate_is_token_share() -> None:
-    """600 cached of 1,000 and 0 of 1,000 input tokens is 0.3; unknown input is left out."""
+    """600 cached of 1,000 and 0 of 1,000 input tokens is 0.3. Unknown input is left out."""
     stats = SignalStats()
     stats.add(Sample(request(input_tokens=1000, cache_read_tokens=600)), ())
     stats.add(Sample(request(input_tokens=1000)), ())
@@ -344,7 +344,7 @@ def timed(offset_s: int, ttft_ms: float, route: str = "/chat", **fields: Any) ->
 
 
 def test_p95_ttft_fires_and_resolves() -> None:
-    """Slow first tokens fire the p95 SLO; it resolves once they leave the window.
+    """Slow first tokens fire the p95 SLO, which resolves once they leave the window.
 
     At 10:10:30 the window [10:01, 10:11) contains 18 fast requests and 2 slow
     ones, so the p95 (rank 18.05 of 20) is a slow one. The last slow request,
@@ -373,7 +373,7 @@ def test_p95_ttft_fires_and_resolves() -> None:
 
 
 def test_p95_ttft_waits_for_min_requests() -> None:
-    """Nine slow requests stay under min_requests 10; the tenth fires."""
+    """Nine slow requests stay under min_requests 10, and the tenth fires."""
     engine = engine_for({"rules": [TTFT_SLO]})
 
     nine = run(engine, [timed(10 * n, 3000.0) for n in range(9)])
@@ -559,7 +559,7 @@ def test_fine_sketches_pruned_after_window() -> None:
 
 
 def test_reload_adds_and_drops_latency_state() -> None:
-    """A reload that adds the SLO starts sketches; one that removes it drops them."""
+    """A reload that adds the SLO starts sketches. One that removes it drops them."""
     from detector.config import RuleSet
 
     engine = engine_for({"rules": []})

@@ -17,16 +17,16 @@ of 5 to 120 minutes, at least ``MIN_GAP_S`` apart within a tenant. A spike of
 size ``k`` adds, every minute of its span, one event whose reported cost is
 ``k - 1`` times the tenant's mean spend per minute over the span itself, so spend
 in the span is ``k`` times what the tenant spent there without the spike. When
-the span was idle, the mean of the same hour one week earlier stands in, and
-then the mean over the first week. The size is relative to the traffic at the
-time, not to last week's: a tenant whose spend grew 8x since then still gets a
-3x spike.
+the span was idle, the mean of the same hour one week earlier is used instead,
+and when that hour was idle too, the mean over the first week. The size is
+relative to the traffic at the time, not to last week's: a tenant whose spend
+grew 8x since then still gets a 3x spike.
 
 Rule. One rate-of-change rule per tenant: a 10-minute window against the median
 of the same window one week earlier and the 6 windows of the hour before it. It
 fires at a ratio of 2 and at 8 robust standard deviations of those 7 windows. It
-clears at 1.2 and stays firing for 20 minutes after the condition last held, so
-a burst that flaps counts as one alert. The absolute floor is relative to the
+clears at 1.2 and stays firing for 20 minutes after the condition was last met,
+so a burst that flaps counts as one alert. The absolute floor is relative to the
 traffic: ``min_increase`` is ``FLOOR_SHARE`` (0.5) times the tenant's median
 10-minute spend in the history week, so a rise must be half a typical 10 minutes
 of that tenant's spend. The floor uses the history week only, the way a team
@@ -91,7 +91,7 @@ NOTE = (
     "Targets not met. The unplanted traffic jumps 3x to 10x within 10 minutes "
     "many times per tenant-week, as much as a planted 3x spike, so the rule that "
     "keeps those jumps down to about 180 false alerts (8 robust standard "
-    "deviations) still misses a quarter of the 3x spikes; no setting tried kept "
+    "deviations) still misses a quarter of the 3x spikes. No setting tried kept "
     "the false alerts near the target without losing most spikes."
 )
 MinuteSpend = dict[str, dict[int, Decimal]]
@@ -227,7 +227,7 @@ def _spike_events(spikes: list[Spike], spend: MinuteSpend, first_s: int) -> list
             first_week = [v for s, v in per_minute.items() if s < first_s + WEEK_S]
             usual = sum(first_week, Decimal(0)) / (7 * 1440)
         cost_usd = (usual * (spike.size - 1)).quantize(Decimal("0.000000001"))
-        for minute in range(spike.duration_s // 60):
+        for minute in range(span_min):
             extra.append(
                 Event(
                     timestamp=datetime.fromtimestamp(
@@ -257,14 +257,17 @@ def run(
     columns = servegen.generate_columns(
         extract, sample_every=sample_every, day_count=days, clients=clients
     )
+
     pricer = Pricer(RuleSet.model_validate({"rules": []}).prices)
     base = minute_events(columns)
     spend = _minute_spend(base, pricer)
     origin_s = int(servegen.ANCHOR.timestamp())
     test_start_s = origin_s + HISTORY_DAYS * 86400
     document = tenant_rules(spend, test_start_s)
+
     tenants = sorted(spend)
     spikes = plant(tenants, test_start_s, days - HISTORY_DAYS, per_cell=per_cell)
+
     events = sorted(
         base + _spike_events(spikes, spend, origin_s), key=lambda event: event.timestamp
     )
@@ -272,6 +275,7 @@ def run(
     summary = summarise(
         spikes, records, test_start_s, len(tenants), days - HISTORY_DAYS
     )
+
     summary["sample_every"] = sample_every
     summary["events"] = len(events)
     summary["requests"] = len(columns)
@@ -382,11 +386,10 @@ def _delays(spikes: list[Spike], delays_s: dict[Spike, float]) -> dict[str, Any]
     target_min = sorted(
         d / 60 for s, d in delays_s.items() if s.size == 3 and s.duration_s >= 900
     )
+    p95_min = round(float(np.percentile(delays_min, 95)), 1) if delays_min else None
     return {
         "delay_median_min": _median(delays_min),
-        "delay_p95_min": round(float(np.percentile(delays_min, 95)), 1)
-        if delays_min
-        else None,
+        "delay_p95_min": p95_min,
         "delay_median_3x_at_least_15min": _median(target_min),
     }
 

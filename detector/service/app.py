@@ -187,7 +187,7 @@ class BurnrateService:
             offsets = await admin.list_consumer_group_offsets(self.settings.app_id)
         except KafkaError as error:
             logger.warning(
-                "reading the committed offsets of group %s failed: %s; the first "
+                "reading the committed offsets of group %s failed: %s. The first "
                 "record of each partition sets where it continues, so a hole "
                 "before it goes undetected", self.settings.app_id, error,
             )
@@ -372,9 +372,9 @@ def _add_rules_reloader(
     An accepted rule set becomes ``service.rules`` before the engines take it,
     so runners created later and the budget-state views use it too. The
     records of a reload (budget alerts resolved by a raised limit, or the
-    ``service`` alert of a rejected folder) are published, then every partition
-    persists its changed tenants at once rather than at the next tick, and every
-    tenant's budget state is published again under the new rules.
+    ``service`` alert of a rejected folder) are published first. Then every
+    partition persists its changed tenants at once rather than at the next tick,
+    and every tenant's budget state is published again under the new rules.
     """
     # TODO: the metrics keep the named tenants and tiers of the rules the
     # service started with; ends when ServiceMetrics can take a new rule set.
@@ -453,7 +453,7 @@ def build_app(settings: ServiceSettings, rules: RuleSet) -> tuple[faust.App, Bur
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
         # Ready once every owned events partition has restored its tenants, so
-        # the budget API does not answer 404 for a tenant still being restored.
+        # the budget API does not return 404 for a tenant still being restored.
         assignment = app.consumer.assignment()
         owned = {tp.partition for tp in assignment if tp.topic == settings.events_topic}
         restored = owned <= service.runners.keys()

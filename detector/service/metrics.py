@@ -351,8 +351,8 @@ class ServiceMetrics:
             folded_any = folded_any or folded
         child = self.metrics[metric].labels(**exported)
         # A value a budget admitted (or a tenant outside the named ones) keeps its
-        # exported form, so its child is reused; a folded one is looked up again
-        # so that every fold is counted.
+        # exported form, so its child is reused. A folded value is looked up
+        # again, because every fold is counted.
         if not folded_any:
             self._children[key] = child
         return child

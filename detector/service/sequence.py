@@ -1,12 +1,13 @@
 """Offset order of each events partition, and the seek back over a hole.
 
 With faust-streaming 0.15.3 a restarted worker now and then never delivers one
-record to the agent: the group's committed offsets are right, the records after
-it arrive, and once they are acked the offset commit passes over the missing
-one, so its spend would be lost. The service therefore checks that each partition's offsets
-continue from the committed offset it started at. On a hole it seeks the
-consumer back to the first missing offset and skips the records that were
-fetched before the seek; they arrive again after the missing one.
+record to the agent. The group's committed offsets are right and the records
+after it arrive. Once those are acked, the offset commit passes over the missing
+record, so its spend would be lost. The service therefore checks that each
+partition's offsets continue from the committed offset it started at. On a hole
+it seeks the consumer back to the first missing offset and skips the records
+that were fetched before the seek, because they arrive again after the missing
+one.
 
 A hole can also be real: transaction markers and compaction leave offsets
 without a record. A seek back over such a hole delivers the same offsets again,
@@ -23,7 +24,7 @@ logger = logging.getLogger("burnrate.service")
 
 
 class Verdict(Enum):
-    """What the caller does with one record."""
+    """The action a caller takes on one record."""
 
     HANDLE = "handle"
     # Skip the record: it was fetched before a seek back and arrives again.
@@ -89,8 +90,8 @@ class OffsetSequence:
                     self.accepted_gaps.get(partition, 0) + missing
                 )
                 logger.warning(
-                    "partition %d: offsets %d-%d hold no record after a seek back; "
-                    "continuing at %d",
+                    "partition %d: offsets %d-%d contain no record after a seek back, "
+                    "so the partition continues at %d",
                     partition, rewind.hole_start, offset - 1, offset,
                 )
             self.expected[partition] = offset + 1
@@ -104,7 +105,7 @@ class OffsetSequence:
         self.rewinds[partition] = _Rewind(hole_start=expected, seen=offset)
         self.rewind_counts[partition] = self.rewind_counts.get(partition, 0) + 1
         logger.warning(
-            "partition %d: offsets %d-%d were not delivered; seeking back to %d",
+            "partition %d: offsets %d-%d were not delivered, seeking back to %d",
             partition, expected, offset - 1, expected,
         )
         return Verdict.REWIND

@@ -196,8 +196,8 @@ def _builder(
         if exhausted:
             details["exhaustion_day"] = exhausted.isoformat()
         if forecast.fitted is not None:
-            # The last day of the history the model parameters were estimated on;
-            # an earlier day than the forecast's means a cheap update.
+            # The last day of the history the model parameters were estimated on.
+            # A day before the forecast's last history day means a cheap update.
             details["fitted_through"] = forecast.fitted.fitted_through.isoformat()
         if forecast.fallback_reason:
             details["fallback_reason"] = forecast.fallback_reason

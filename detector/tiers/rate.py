@@ -25,8 +25,8 @@ Recent windows are summed from minute buckets while those are kept (two hours
 and the longest short window) and from hourly buckets before that.
 
 Spread. The spread of the baseline is 1.4826 times the median absolute deviation
-of its windows from their median: a standard deviation for normal noise that
-one outlying window hardly changes. With one window it is 0.
+of its windows from their median. It estimates a standard deviation for normal
+noise, and one outlying window hardly changes it. With one window it is 0.
 
 Condition. ``direction: up`` fires when the current total is at least
 ``min_ratio`` times the baseline and at least ``min_increase`` above it; ``down``
@@ -34,8 +34,8 @@ fires when the total is at most the baseline divided by ``min_ratio`` and at
 least ``min_increase`` below it. The ratio alone would fire on cents, the
 difference alone on every busy hour. With ``min_deviations: k`` the change must
 also be at least ``k`` times the spread, so a series that often moves by half
-needs a larger move than a steady one with the same ratio. The alert must hold for ``for`` before it
-fires, and a firing alert resolves only when the ratio falls back past
+needs a larger move than a steady one with the same ratio. The alert must hold
+for ``for`` before it fires, and a firing alert resolves only when the ratio falls back past
 ``clear_ratio`` (default ``min_ratio``), so a value hovering at the threshold
 does not flap.
 
@@ -95,7 +95,7 @@ class Baseline:
     periods: int
     # Recent windows the median used besides the periods.
     recent: int = 0
-    # 1.4826 x the median absolute deviation of the windows; 0 in warm-up.
+    # 1.4826 x the median absolute deviation of the windows, or 0 in warm-up.
     spread: Decimal = Decimal(0)
 
     @property
@@ -348,7 +348,7 @@ def _builder(
     current: Decimal,
     past: Baseline,
 ) -> RecordBuilder:
-    # Every tick builds one, and most are never called: the texts are made
+    # Every tick builds one, and most are never called, so the texts are made
     # only when the lifecycle emits a record.
     def build(alert: AlertState, status: Status, now: datetime) -> AlertRecord:
         return _record(state, rule, series_id, current, past, alert, status, now)

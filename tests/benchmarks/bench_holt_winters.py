@@ -14,10 +14,10 @@ Run with ``.venv/bin/python tests/benchmarks/bench_holt_winters.py``. It prints:
 - the memory of one DDSketch (``detector.sketch``) holding one day of latencies,
   measured with tracemalloc, next to ``sketch.memory_bytes``.
 
-Each tenant has 56 days of daily spend ending on June 20, 2025: a level drawn
-log-normally between about $1 and $1,000 a day, a weekend share of 20 % to 100 % of
-weekday spend, a trend of -1 % to +1 % a day, Gaussian noise of 5 % to 30 %, and for
-one tenant in ten idle days with zero spend. The latencies are 86,400 log-normal
+Each tenant has 56 days of daily spend ending on June 20, 2025. Its level is drawn
+log-normally between about $1 and $1,000 a day, with a weekend share of 20 % to
+100 % of weekday spend, a trend of -1 % to +1 % a day and Gaussian noise of 5 % to
+30 %. One tenant in ten also has idle days with zero spend. The latencies are 86,400 log-normal
 values (one request a second) with a median of 1.2 s and a log standard deviation
 of 0.9, roughly the spread of LLM request durations.
 
@@ -171,8 +171,8 @@ def main() -> None:
             )
         print(f"  methods {dict(methods)}, fallback steps {dict(fallbacks)}")
 
-        # Histories are generated before the clock starts; sending them to the
-        # workers is timed, as the service sends each job to its executor.
+        # Histories are generated before the clock starts. Sending them to the
+        # workers is timed, because the service sends each job to its executor.
         jobs = [
             (
                 tenant_history(seed % sample, HISTORY_DAYS + UPDATE_AFTER_DAYS),
