@@ -188,9 +188,10 @@ def _builder(
             )
         else:
             summary = (
-                f"{job.budget.period} spend forecast for {job.period_end} is back to "
-                f"{format_amount(forecast.month_end_usd, 'usd')} ({interval}), within "
-                f"the {format_amount(limit, 'usd')} budget {job.budget.id}"
+                f"{job.budget.period} spend forecast for {job.period_end} is "
+                f"{format_amount(forecast.month_end_usd, 'usd')} ({interval}); "
+                f"the {job.rule.edge} edge is back within the "
+                f"{format_amount(limit, 'usd')} budget {job.budget.id}"
             )
         details = {"method": forecast.method, "low_confidence": str(forecast.low_confidence).lower()}
         if exhausted:
