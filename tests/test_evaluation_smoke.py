@@ -10,12 +10,13 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
 from detector.alerts import AlertRecord, Status
-from detector.evaluation import monthend, nab, spikes
 from detector.cli import main
-from detector.evaluation.cli import RESULTS, render
+from detector.evaluation import monthend, nab, spikes
+from detector.evaluation.cli import RESULTS, _render_coverage, render
 
 
 def test_nab_scores_one_category() -> None:
@@ -38,6 +39,10 @@ def test_spikes_on_nine_days() -> None:
     assert set(result["recall_by_size"]) == {"1.5x", "2x", "3x", "5x", "10x"}
     assert len(result["recall_by_size_and_duration"]) == 25
     assert len(result["floors_usd"]) == 8
+    assert result["natural_surges"] > 0
+    assert 0 < result["natural_surge_share"] < 1
+    assert result["natural_surges_alerted"] <= result["natural_surges"]
+    assert result["false_alerts_outside_surges"] <= result["false_alerts"]
 
 
 def test_spikes_summary_counts_overlap() -> None:
@@ -55,6 +60,81 @@ def test_spikes_summary_counts_overlap() -> None:
     assert result["delay_median_min"] == 5.0
     assert result["false_alerts"] == 1
     assert result["false_alerts_per_100_tenant_weeks"] == 100.0
+    assert result["false_alerts_outside_surges"] == 1
+    assert result["spikes_under_firing_alert"] == 0
+
+
+def test_spikes_summary_excuses_natural_surges() -> None:
+    """An unplanted alert within one window of a natural surge is not ordinary."""
+    surges = {"client-1": [(1_100_000, 1_101_200), (1_200_000, 1_200_600)]}
+    records = [
+        _record("a", "firing", 1_099_500),  # 500 s before the first surge
+        _record("b", "firing", 1_101_700),  # 500 s after the first surge ends
+        _record("c", "firing", 1_150_000),  # far from both
+    ]
+
+    result = spikes.summarise(
+        [], records, 999_000, tenants=1, test_days=7, surges=surges
+    )
+
+    assert result["false_alerts"] == 3
+    assert result["false_alerts_outside_surges"] == 1
+    assert result["false_alerts_outside_surges_per_100_tenant_weeks"] == 100.0
+    assert result["natural_surges"] == 2
+    assert result["natural_surges_alerted"] == 1
+    assert result["natural_surge_share"] == round(1_800 / (7 * 86400), 3)
+
+
+def test_spikes_summary_counts_spike_under_alert() -> None:
+    """A spike starting while its tenant's alert fires is missed and counted apart."""
+    spike = spikes.Spike("client-1", 1_000_000, 900, Decimal(3))
+    records = [
+        _record("a", "firing", 999_700),  # 300 s before the spike starts
+        _record("a", "resolved", 1_001_500),
+    ]
+
+    result = spikes.summarise([spike], records, 999_000, tenants=1, test_days=7)
+
+    assert result["recall_3x_at_least_15min"] == 0.0
+    assert result["spikes_under_firing_alert"] == 1
+    assert result["false_alerts"] == 0
+
+
+def test_natural_surges_from_counts() -> None:
+    """Windows at twice the median of the day around them form surges."""
+    counts = np.full(288, 100, dtype=np.int64)
+    counts[150:153] = 250  # three windows at 2.5x
+    counts[200] = 199  # just under 2x
+    counts[201] = 200  # exactly 2x
+    counts[10:12] = 0  # idle windows are never a surge, even with a median of 0
+
+    surges = spikes.natural_surges(counts, origin_s=1_000_000)
+
+    assert surges == [
+        (1_000_000 + 150 * 600, 1_000_000 + 153 * 600),
+        (1_000_000 + 201 * 600, 1_000_000 + 202 * 600),
+    ]
+
+
+def test_plant_keeps_away_from_surges() -> None:
+    """Spikes start and end at least an hour from every natural surge."""
+    test_start_s = 1_000_000
+    tenants = ["client-1", "client-2", "client-3"]
+    # Each tenant has a 6-hour surge around every midnight of the test days.
+    nightly = [
+        (test_start_s + day * 86400 - 3 * 3600, test_start_s + day * 86400 + 3 * 3600)
+        for day in range(8)
+    ]
+    surges = {tenant: nightly for tenant in tenants}
+
+    planted = spikes.plant(tenants, test_start_s, days=7, per_cell=1, surges=surges)
+
+    assert len(planted) == 25
+    for spike in planted:
+        for start_s, end_s in nightly:
+            gap_before_s = start_s - (spike.start_s + spike.duration_s)
+            gap_after_s = spike.start_s - end_s
+            assert max(gap_before_s, gap_after_s) >= spikes.SURGE_MARGIN_S, spike
 
 
 def _record(alert_id: str, status: Status, at_s: int) -> AlertRecord:
@@ -88,9 +168,66 @@ def test_monthend_report_renders() -> None:
     result = monthend.run()
 
     text = render({"monthend": result})
+    by_year = result["coverage_default_scale_by_year"]
     assert result["months"] == 22
     assert "from_day_10" in text
     assert 0 <= result["coverage_2012_default_scale"] <= 1
+    assert set(by_year) == {"2011", "2012"}
+    assert by_year["2012"] == result["coverage_2012_default_scale"]
+    # 10 months of 2011 and 12 of 2012, two forecasts each.
+    both = (by_year["2011"] * 20 + by_year["2012"] * 24) / 44
+    assert round(both, 3) == result["coverage_all_default_scale"]
+
+
+def test_monthend_coverage_names_years_outside() -> None:
+    """A year above or below the coverage target gets its own line in the report."""
+    month = {
+        "coverage_target": [0.7, 0.9],
+        "interval_scale_default": 1.5,
+        "coverage_default_scale_by_year": {"2011": 0.65, "2012": 0.917},
+        "coverage_all_default_scale": 0.8,
+        "coverage_2012_unscaled": 0.792,
+        "coverage_2012_calibrated_scale": 0.958,
+        "interval_scale_calibrated_2011": 1.8,
+    }
+
+    lines = _render_coverage(month)
+
+    assert lines[0] == (
+        "- 80 % interval coverage at the default scale 1.5: 0.65 in 2011, 0.917 in "
+        "2012, 0.8 over both years (target 0.7 to 0.9 in each year)"
+    )
+    assert lines[2] == (
+        "- Coverage target not met in 2011: 0.65 is below 0.7, so the intervals at "
+        "the default scale are too narrow for that year."
+    )
+    assert lines[3] == (
+        "- Coverage target not met in 2012: 0.917 is above 0.9, so the intervals at "
+        "the default scale are too wide for that year."
+    )
+    assert len(lines) == 5
+
+
+def test_monthend_coverage_inside_target() -> None:
+    """Years inside the coverage target, edges included, add no line."""
+    month = {
+        "coverage_target": [0.7, 0.9],
+        "interval_scale_default": 1.5,
+        "coverage_default_scale_by_year": {"2011": 0.7, "2012": 0.9},
+        "coverage_all_default_scale": 0.8,
+        "coverage_2012_unscaled": 0.792,
+        "coverage_2012_calibrated_scale": 0.958,
+        "interval_scale_calibrated_2011": 1.8,
+    }
+
+    lines = _render_coverage(month)
+
+    assert lines[1] == (
+        "- 2012 at other scales: 0.792 unscaled, 0.958 at the scale 1.8 calibrated "
+        "on 2011"
+    )
+    assert lines[2] == ""
+    assert len(lines) == 3
 
 
 def test_evaluate_prints_report_or_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,14 +18,47 @@ of forecasts whose 80 % interval contained the actual total. It is reported on
 a scale calibrated on 2011: the 80th percentile, rounded up to 0.1, of the scale
 each 2011 forecast needed to contain its actual. So the calibrated figure is
 measured on months the scale did not see. Coverage over both years at the default
-scale is reported as well. The scale is applied to the unscaled forecasts
+scale is reported as well, in total and per year, because the target band of 70 %
+to 90 % applies to each year. The scale is applied to the unscaled forecasts
 afterwards: the interval edges move away from the mean linearly in the scale, so
 one fit per month serves every scale, except that a lower edge clipped at the spend
 to date stays clipped.
 
-Scaling the forecast by the ratio of the same days a year earlier to the weeks
-before them (possible from March 2012 on) raised the errors on these months, so
-the model has no yearly term.
+Alternatives measured once on the same 44 forecasts (22 months, days 10 and 20),
+as the ratio of their MAPE to the seasonal naive's, from day 10 / from day 20:
+
+- this configuration (multiplicative, 365 days): 0.961 / 0.950;
+- the same model on 28, 42, 56, 84, 112, 182 or 270 days, multiplicative or
+  additive, and additive on 365 days: 0.881 to 1.093 / 0.960 to 1.139. The best
+  day-10 figure (additive, 84 days, 0.881) is among the worst from day 20 (1.100);
+- damping fixed at 0.8, 0.9 or 0.95 on 56, 112 or 365 days: 0.916 to 0.979 /
+  0.969 to 1.112;
+- the seasonal model without a trend on 56 days: 0.904 / 1.029;
+- Holt-Winters on hourly counts with a 168-hour season, 28 or 56 days: 1.446 to
+  1.719 / 1.551 to 1.645;
+- the mean of the last 7, 14, 28 or 56 days: 0.969 to 1.352 / 0.921 to 1.257,
+  and weekday factors of the last 4 or 8 weeks times those means: 0.969 to 1.046
+  / 0.940 to 1.097;
+- the same days a year earlier, scaled by the last 28 days over the same 28 days a
+  year earlier (2012 months only): 1.239 / 1.076 against the naive on 2012.
+
+The model and the references miss on the same months: the model's and the naive's
+signed errors correlate at 0.97 (day 10) and 0.95 (day 20). The four months with the
+largest naive error carry 45 % (day 10) and 52 % (day 20) of it. From day 10 they
+include September 2011, whose days 5 to 8 were rainy and low, and March 2012, which
+turned warm after the 10th. Both days include December 2012, whose last ten days
+(Christmas, cold and rain) fell to a third of its first ten. Without those four
+months the model is still at 0.96 and 0.99.
+
+A least-squares regression of the daily count on weekday, holiday and the recorded
+weather of the remaining days (daily means of feeling temperature and its square,
+humidity, wind speed and weather situation), fitted on the last 56 days, reached
+0.703 / 0.799. It reads the future weather, which no forecast has, and it still
+misses the target. The weighted MAPE (sum of absolute errors over sum of naive
+errors) gives 0.958 / 0.966 for this configuration and the RMSE ratio 0.922 / 0.960,
+so the picture does not depend on the error measure. The ratio of median absolute
+percentage errors is lower, 0.868 / 0.696, because the model beats the naive on
+quiet months and both miss the same weather-driven months by similar amounts.
 """
 
 from __future__ import annotations
@@ -50,6 +83,12 @@ INTERVAL_PCT = 80
 # is multiplicative, and a year of history estimates it from every season.
 SEASONAL: SeasonalForm = "multiplicative"
 HISTORY_DAYS = 365
+# TODO: the model's MAPE is 0.96 (day 10) and 0.95 (day 20) of the seasonal
+# naive's, against a target of at most 0.7. The misses are weather-driven level
+# shifts that no variant of the model predicts (see the module docstring). This
+# ends when the target is restated for a forecast from spend history alone, or
+# when the evaluation uses a trace whose level shifts the history can predict.
+COVERAGE_TARGET = (0.7, 0.9)
 
 
 def daily_counts(path: Path) -> dict[date, Decimal]:
@@ -87,8 +126,10 @@ def _forecasts(
     ]
     month_start = cutoff.replace(day=1)
     spent = sum(
-        (daily.get(month_start + timedelta(days=i), Decimal(0))
-         for i in range((cutoff - month_start).days)),
+        (
+            daily.get(month_start + timedelta(days=i), Decimal(0))
+            for i in range((cutoff - month_start).days)
+        ),
         Decimal(0),
     )
     result = forecast_period_end(
@@ -104,8 +145,10 @@ def _forecasts(
     naive = spent + sum(history[-7 + (i % 7)] for i in range(remaining))
     run_rate = spent / (cutoff - month_start).days * ((end - month_start).days + 1)
     actual = sum(
-        (daily.get(month_start + timedelta(days=i), Decimal(0))
-         for i in range((end - month_start).days + 1)),
+        (
+            daily.get(month_start + timedelta(days=i), Decimal(0))
+            for i in range((end - month_start).days + 1)
+        ),
         Decimal(0),
     )
     return {
@@ -143,6 +186,17 @@ def run() -> dict[str, Any]:
         "coverage_all_default_scale": round(
             _coverage([row for _, row in rows], INTERVAL_SCALE), 3
         ),
+        "coverage_default_scale_by_year": {
+            str(year): round(
+                _coverage(
+                    [row for cutoff, row in rows if cutoff.year == year],
+                    INTERVAL_SCALE,
+                ),
+                3,
+            )
+            for year in sorted({cutoff.year for cutoff, _ in rows})
+        },
+        "coverage_target": list(COVERAGE_TARGET),
     }
     for cutoff_day in CUTOFF_DAYS:
         chosen = [row for cutoff, row in rows if cutoff.day == cutoff_day]

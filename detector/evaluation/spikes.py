@@ -1,26 +1,39 @@
 """Planted spend spikes in real multi-tenant traffic.
 
-Traffic. The ``TENANT_COUNT`` largest demo tenants of the ServeGen-derived traffic
-(``detector.demo.servegen``, real per-10-minute request counts) are drawn at 1
-request in ``SAMPLE_EVERY`` (20), about 8 million requests over 14 days. At the
+Traffic. Up to ``TENANT_COUNT`` (50) of the largest demo tenants of the
+ServeGen-derived traffic (``detector.demo.servegen``, real per-10-minute request
+counts) with requests in the history week, 47 with the full data, are drawn at 1
+request in ``SAMPLE_EVERY`` (20), about 11 million requests over 14 days. At the
 demo's 1 in 500 most tenants spend a few cents per 10 minutes, so the figures
 measured sampling noise rather than the detector. The sampled requests of one
 tenant and minute are summed into one event carrying their input and output
 tokens. The engine prices that event exactly as it would price the requests one
 by one, because the model's price has no long-context tier (linear in tokens),
 and the rate tier reads only per-minute totals. This keeps the replay to about
-190,000 events.
+550,000 events.
+
+Natural surges. The tenants' own traffic is not free of anomalies: batch jobs
+lift client 61, for one, from under 1 to 45 or 80 requests per second within 10
+minutes. Such surges are labelled with hindsight from the ServeGen request counts alone, by a
+rule that reads neither the detector nor its parameters. A 10-minute window of a
+tenant is in a natural surge when it has requests and at least ``SURGE_RATIO``
+(2) times the median count of the 24 hours of windows centred on it. The
+centred day makes the label a judgement of the whole day, the way a person
+labels a plot, and a median of 144 windows ignores the surge itself unless it
+lasts half a day. Back-to-back labelled windows form one surge.
 
 Spikes. The first 7 days are history. Spikes are planted only after them, at
 tenants and times drawn with a fixed seed, with sizes 1.5x to 10x and durations
-of 5 to 120 minutes, at least ``MIN_GAP_S`` apart within a tenant. A spike of
-size ``k`` adds, every minute of its span, one event whose reported cost is
-``k - 1`` times the tenant's mean spend per minute over the span itself, so spend
-in the span is ``k`` times what the tenant spent there without the spike. When
-the span was idle, the mean of the same hour one week earlier is used instead,
-and when that hour was idle too, the mean over the first week. The size is
-relative to the traffic at the time, not to last week's: a tenant whose spend
-grew 8x since then still gets a 3x spike.
+of 5 to 120 minutes, at least ``MIN_GAP_S`` apart within a tenant and at least
+``SURGE_MARGIN_S`` (1 hour) away from every natural surge of the tenant, so
+they land in ordinary traffic. A spike of size ``k`` adds, every minute of its
+span, one event whose reported cost is ``k - 1`` times the tenant's mean spend
+per minute over the span itself, so spend in the span is ``k`` times what the
+tenant spent there without the spike. When the span was idle, the mean of the
+same hour one week earlier is used instead, and when that hour was idle too,
+the mean over the first week. The size is relative to the traffic at the time,
+not to last week's: a tenant whose spend grew 8x since then still gets a 3x
+spike.
 
 Rule. One rate-of-change rule per tenant: a 10-minute window against the median
 of the same window one week earlier and the 6 windows of the hour before it. It
@@ -34,9 +47,15 @@ would set it from past spend, and no parameter depends on the planted spikes.
 
 Scoring. A spike is detected when an alert of its tenant fires between its start
 and its end plus one rule window, and the delay is the time from its start to
-that firing. A false alert is a firing alert of the test days whose active span
-(firing to resolved) overlaps no planted spike of its tenant, extended by one
-window. False alerts are counted per 100 tenant-weeks of test traffic.
+that firing. A spike that starts while an alert of its tenant is already firing
+counts as missed and is also counted apart (``spikes_under_firing_alert``). An
+unplanted alert is a firing alert of the test days whose active span (firing to
+resolved) overlaps no planted spike of its tenant, extended by one window. Every
+unplanted alert is counted (``false_alerts``), and so are those that fire more
+than one window away from every natural surge of the tenant
+(``false_alerts_outside_surges``, alerts on ordinary traffic, the figure the
+target is about). Both are given per 100 tenant-weeks of test traffic. A natural
+surge is alerted on when an unplanted alert fires within one window of it.
 """
 
 from __future__ import annotations
@@ -50,6 +69,8 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
 
 from detector.alerts import AlertRecord
 from detector.config import RuleSet
@@ -62,7 +83,7 @@ SIZES = (Decimal("1.5"), Decimal(2), Decimal(3), Decimal(5), Decimal(10))
 DURATIONS_MIN = (5, 15, 30, 60, 120)
 SPIKES_PER_CELL = 4
 SEED = 7
-TENANT_COUNT = 12
+TENANT_COUNT = 50
 SAMPLE_EVERY = 20
 HISTORY_DAYS = 7
 # A spike lasts at most 2 hours, so 6 hours apart one alert seldom spans two spikes
@@ -71,10 +92,19 @@ MIN_GAP_S = 6 * 3600
 MAX_DRAWS = 10_000
 WEEK_S = 7 * 86400
 WINDOW_S = 600
-# TODO: the real traffic alone still fires about 14 times per tenant-week (target:
-# 0.02), because these tenants often jump 3x to 10x within 10 minutes and stay
-# there for a while. Such a burst looks like a planted 3x spike, so only labels
-# of the natural bursts, which would leave them out of the count, end this.
+SURGE_RATIO = 2
+# 24 hours of 10-minute windows: the natural-surge label compares a window with
+# the day around it.
+SURGE_CONTEXT_WINDOWS = 144
+# A planted spike keeps an hour away from natural surges, so the hour of traffic
+# before it, which the rule compares with, is ordinary too.
+SURGE_MARGIN_S = 3600
+# TODO: even outside natural surges the traffic fires about 6 times per
+# tenant-week (target: 0.02), mostly when a tenant returns to its usual level
+# after a quiet hour, which the 6 recent windows of the baseline then outvote.
+# The settings in NOTE that cut this by about 70 % also cut recall of 3x spikes
+# to under 0.5, so a rule that distinguishes a return to the usual level from a
+# rise above it ends this.
 FLOOR_SHARE = Decimal("0.5")
 RULE: dict[str, Any] = {
     "tier": "rate_of_change",
@@ -88,13 +118,20 @@ RULE: dict[str, Any] = {
     "evaluate_every": "1m",
 }
 NOTE = (
-    "Targets not met. The unplanted traffic jumps 3x to 10x within 10 minutes "
-    "many times per tenant-week, as much as a planted 3x spike, so the rule that "
-    "keeps those jumps down to about 180 false alerts (8 robust standard "
-    "deviations) still misses a quarter of the 3x spikes. No setting tried kept "
-    "the false alerts near the target without losing most spikes."
+    "Targets not met. Of the unplanted alerts, 3 in 5 fire in natural surges "
+    "(batch jobs and similar, labelled from the request counts), which a spend "
+    "detector should report. The others, about 590 per 100 tenant-weeks, are "
+    "mostly returns to a tenant's usual level after a quiet hour (about 70 % "
+    "in a model of the rule on 10-minute request counts). Comparing with "
+    "the same window on 7 earlier days and 3 recent windows, at 6 robust "
+    "standard deviations and firing for 50 minutes after the condition, cut them "
+    "to about 175 but also cut recall of 3x spikes lasting 15 minutes or more from 0.75 to "
+    "0.44. 19 of the 47 missed spikes started while an alert of their tenant "
+    "was already firing, so no new alert could fire for them."
 )
 MinuteSpend = dict[str, dict[int, Decimal]]
+# Natural surges per tenant, as (start_s, end_s) spans.
+Surges = dict[str, list[tuple[int, int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +142,47 @@ class Spike:
     size: Decimal
 
 
+def natural_surges(
+    requests: npt.NDArray[np.int64], origin_s: int
+) -> list[tuple[int, int]]:
+    """Label one tenant's natural surges from its request counts per 10-minute window.
+
+    A window is part of a surge when it has requests and at least ``SURGE_RATIO``
+    times the median count of the ``SURGE_CONTEXT_WINDOWS`` windows centred on it
+    (fewer at the ends of the data). Returns the runs of such windows as
+    ``(start_s, end_s)`` spans.
+    """
+    counts = requests.astype(np.float64)
+    half = SURGE_CONTEXT_WINDOWS // 2
+    padded = np.pad(counts, half, constant_values=np.nan)
+    context = sliding_window_view(padded, SURGE_CONTEXT_WINDOWS)[: len(counts)]
+    medians = np.nanmedian(context, axis=1)
+    labelled = (counts > 0) & (counts >= SURGE_RATIO * medians)
+    edges = np.diff(np.concatenate(([0], labelled.astype(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    stops = np.flatnonzero(edges == -1)
+    return [
+        (origin_s + int(start) * WINDOW_S, origin_s + int(stop) * WINDOW_S)
+        for start, stop in zip(starts, stops, strict=True)
+    ]
+
+
 def largest_tenants(extract: servegen.Extract, count: int) -> list[int]:
-    """Return the ``count`` demo clients with the most requests over all days."""
-    rows = [extract.row(client) for client in extract.demo_clients]
+    """Return the ``count`` demo clients with the most requests over all days.
+
+    Only clients with requests in the history days qualify, because the rule's
+    floor is set from that history.
+    """
+    history = HISTORY_DAYS * servegen.WINDOWS_PER_DAY
+    clients = [
+        client
+        for client in extract.demo_clients
+        if extract.requests[extract.row(client), :history].sum() > 0
+    ]
+    rows = [extract.row(client) for client in clients]
     totals = extract.requests[rows].sum(axis=1)
     order = np.argsort(-totals, kind="stable")[:count]
-    return [extract.demo_clients[int(index)] for index in order]
+    return [clients[int(index)] for index in order]
 
 
 def minute_events(columns: servegen.EventColumns) -> list[Event]:
@@ -179,17 +251,25 @@ def plant(
     days: int,
     seed: int = SEED,
     per_cell: int = SPIKES_PER_CELL,
+    surges: Surges | None = None,
 ) -> list[Spike]:
-    """Draw the spikes: every size and duration ``per_cell`` times."""
+    """Draw the spikes: every size and duration ``per_cell`` times.
+
+    A spike starts no closer than ``SURGE_MARGIN_S`` to a natural surge of its
+    tenant (``surges``) and ends no closer than that before one.
+    """
     rng = np.random.default_rng(seed)
     taken: dict[str, list[int]] = defaultdict(list)
     spikes = []
     for size in SIZES:
         for duration_min in DURATIONS_MIN:
             for _ in range(per_cell):
-                tenant, start_s = _place(rng, tenants, taken, test_start_s, days)
+                duration_s = duration_min * 60
+                tenant, start_s = _place(
+                    rng, tenants, taken, test_start_s, days, duration_s, surges or {}
+                )
                 taken[tenant].append(start_s)
-                spikes.append(Spike(tenant, start_s, duration_min * 60, size))
+                spikes.append(Spike(tenant, start_s, duration_s, size))
     return spikes
 
 
@@ -199,16 +279,26 @@ def _place(
     taken: dict[str, list[int]],
     test_start_s: int,
     days: int,
+    duration_s: int,
+    surges: Surges,
 ) -> tuple[str, int]:
     for _ in range(MAX_DRAWS):
         tenant = tenants[int(rng.integers(len(tenants)))]
         start_s = test_start_s + int(rng.integers(days * 86400 - 7200))
         start_s -= start_s % 60
-        if all(abs(start_s - s) >= MIN_GAP_S for s in taken[tenant]):
+        if any(abs(start_s - s) < MIN_GAP_S for s in taken[tenant]):
+            continue
+        first_s = start_s - SURGE_MARGIN_S
+        last_s = start_s + duration_s + SURGE_MARGIN_S
+        if all(
+            end_s <= first_s or begin_s >= last_s
+            for begin_s, end_s in surges.get(tenant, [])
+        ):
             return tenant, start_s
     raise ValueError(
-        f"cannot place another spike {MIN_GAP_S} s apart from the others in "
-        f"{days} test days of {len(tenants)} tenants: use more days or tenants"
+        f"cannot place another spike {MIN_GAP_S} s apart from the others and "
+        f"{SURGE_MARGIN_S} s from every natural surge in {days} test days of "
+        f"{len(tenants)} tenants: use more days or tenants"
     )
 
 
@@ -217,7 +307,9 @@ def _spike_events(spikes: list[Spike], spend: MinuteSpend, first_s: int) -> list
     for number, spike in enumerate(spikes):
         per_minute = spend[spike.tenant]
         span_min = spike.duration_s // 60
-        during = (per_minute.get(spike.start_s + m * 60, Decimal(0)) for m in range(span_min))
+        during = (
+            per_minute.get(spike.start_s + m * 60, Decimal(0)) for m in range(span_min)
+        )
         usual = sum(during, Decimal(0)) / span_min
         if usual == 0:
             hour_s = spike.start_s - WEEK_S
@@ -254,31 +346,40 @@ def run(
     """Plant the spikes, replay everything and return recall, false alerts, delays."""
     extract = servegen.load_extract()
     clients = largest_tenants(extract, tenant_count)
-    columns = servegen.generate_columns(
-        extract, sample_every=sample_every, day_count=days, clients=clients
-    )
-
-    pricer = Pricer(RuleSet.model_validate({"rules": []}).prices)
-    base = minute_events(columns)
-    spend = _minute_spend(base, pricer)
     origin_s = int(servegen.ANCHOR.timestamp())
+    pricer = Pricer(RuleSet.model_validate({"rules": []}).prices)
+    base: list[Event] = []
+    requests = 0
+    surges: Surges = {}
+    for client in clients:
+        # One client at a time keeps only its sampled requests in memory.
+        columns = servegen.generate_columns(
+            extract, sample_every=sample_every, day_count=days, clients=[client]
+        )
+        base += minute_events(columns)
+        requests += len(columns)
+        counts = extract.requests[
+            extract.row(client), : days * servegen.WINDOWS_PER_DAY
+        ]
+        surges[f"client-{client}"] = natural_surges(counts, origin_s)
+
+    spend = _minute_spend(base, pricer)
     test_start_s = origin_s + HISTORY_DAYS * 86400
     document = tenant_rules(spend, test_start_s)
 
     tenants = sorted(spend)
-    spikes = plant(tenants, test_start_s, days - HISTORY_DAYS, per_cell=per_cell)
+    test_days = days - HISTORY_DAYS
+    spikes = plant(tenants, test_start_s, test_days, per_cell=per_cell, surges=surges)
 
     events = sorted(
         base + _spike_events(spikes, spend, origin_s), key=lambda event: event.timestamp
     )
     records = _replay(RuleSet.model_validate(document), pricer, events)
-    summary = summarise(
-        spikes, records, test_start_s, len(tenants), days - HISTORY_DAYS
-    )
+    summary = summarise(spikes, records, test_start_s, len(tenants), test_days, surges)
 
     summary["sample_every"] = sample_every
     summary["events"] = len(events)
-    summary["requests"] = len(columns)
+    summary["requests"] = requests
     summary["rule"] = {**RULE, "min_increase": f"{FLOOR_SHARE} x median 10-min spend"}
     summary["note"] = NOTE
     summary["floors_usd"] = {
@@ -320,11 +421,13 @@ def summarise(
     test_start_s: int,
     tenants: int,
     test_days: int,
+    surges: Surges | None = None,
 ) -> dict[str, Any]:
-    """Return recall per size and duration, false alerts and delays."""
+    """Return recall per size and duration, false alerts, natural surges and delays."""
     spans = _firing_spans(records, test_start_s)
     delays_s: dict[Spike, float] = {}
-    false_alerts = 0
+    unplanted: list[tuple[str, float]] = []
+    under_alert: set[Spike] = set()
     for tenant, fired_s, resolved_s in spans:
         overlaps = False
         for spike in spikes:
@@ -334,19 +437,70 @@ def summarise(
             overlaps = True
             if fired_s >= spike.start_s:
                 delays_s.setdefault(spike, fired_s - spike.start_s)
-        false_alerts += not overlaps
+            else:
+                under_alert.add(spike)
+        if not overlaps:
+            unplanted.append((tenant, fired_s))
     tenant_weeks = tenants * test_days / 7
+    test_surges = [
+        (tenant, start_s, end_s)
+        for tenant, spans_s in (surges or {}).items()
+        for start_s, end_s in spans_s
+        if end_s > test_start_s
+    ]
+    alerted = {
+        surge
+        for surge in test_surges
+        for tenant, fired_s in unplanted
+        if _in_surge(tenant, fired_s, surge)
+    }
+    ordinary = [
+        (tenant, fired_s)
+        for tenant, fired_s in unplanted
+        if not any(_in_surge(tenant, fired_s, surge) for surge in test_surges)
+    ]
     return {
         "spikes": len(spikes),
         **_recall(spikes, delays_s),
-        "false_alerts": false_alerts,
-        "false_alerts_per_100_tenant_weeks": round(
-            100 * false_alerts / tenant_weeks, 2
+        "spikes_under_firing_alert": len(under_alert - delays_s.keys()),
+        "false_alerts": len(unplanted),
+        "false_alerts_per_100_tenant_weeks": _per_100(len(unplanted), tenant_weeks),
+        "false_alerts_outside_surges": len(ordinary),
+        "false_alerts_outside_surges_per_100_tenant_weeks": _per_100(
+            len(ordinary), tenant_weeks
+        ),
+        "natural_surges": len(test_surges),
+        "natural_surges_alerted": len(alerted),
+        "natural_surge_share": _surge_share(
+            test_surges, test_start_s, tenants, test_days
         ),
         **_delays(spikes, delays_s),
         "tenants": tenants,
         "test_days": test_days,
     }
+
+
+def _in_surge(tenant: str, fired_s: float, surge: tuple[str, int, int]) -> bool:
+    """Return whether an alert fired during a surge or within one window of it.
+
+    The labels have the resolution of the data's 10-minute windows, while the
+    rule's sliding window can cross its ratio a few minutes before the first
+    labelled window starts.
+    """
+    surge_tenant, start_s, end_s = surge
+    return tenant == surge_tenant and start_s - WINDOW_S <= fired_s <= end_s + WINDOW_S
+
+
+def _per_100(count: int, tenant_weeks: float) -> float:
+    return round(100 * count / tenant_weeks, 2)
+
+
+def _surge_share(
+    surges: list[tuple[str, int, int]], test_start_s: int, tenants: int, test_days: int
+) -> float:
+    """Return the share of the test days' tenant time inside natural surges."""
+    covered_s = sum(end_s - max(start_s, test_start_s) for _, start_s, end_s in surges)
+    return round(covered_s / (tenants * test_days * 86400), 3)
 
 
 def _share(chosen: list[Spike], delays_s: dict[Spike, float]) -> float | None:
