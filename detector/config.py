@@ -390,6 +390,11 @@ class RateOfChangeRule(_WindowedRule):
     # Back-to-back windows just before the current one that join the earlier
     # periods' windows in the baseline median (0: the periods alone).
     recent_windows: Annotated[int, Field(ge=0, le=24)] = 0
+    # "joined": one median of the periods' and the recent windows. "separate":
+    # the change must hold against the periods' median and against the recent
+    # windows' median, so neither a return to the usual level after a quiet
+    # spell nor a level reached days ago fires.
+    recent_baseline: Literal["joined", "separate"] = "joined"
     # The change must also be at least this many robust standard deviations of
     # the baseline windows (1.4826 x their median absolute deviation).
     min_deviations: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | None = None

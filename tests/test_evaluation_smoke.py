@@ -16,7 +16,7 @@ import pytest
 from detector.alerts import AlertRecord, Status
 from detector.cli import main
 from detector.evaluation import monthend, nab, spikes
-from detector.evaluation.cli import RESULTS, _render_coverage, render
+from detector.evaluation.cli import RESULTS, _render_coverage, _render_limits, render
 
 
 def test_nab_scores_one_category() -> None:
@@ -245,3 +245,118 @@ def test_evaluate_prints_report_or_json(capsys: pytest.CaptureFixture[str]) -> N
     assert set(figures) == {"monthend"}
     assert "from_day_10" in figures["monthend"]
     assert RESULTS.read_text() == before
+
+
+def _steady_spend(values: dict[int, str], days: int) -> dict[int, Decimal]:
+    """Spend per minute: $1 per 10-minute window, except the windows in ``values``."""
+    per_minute = {}
+    for window in range(days * 144):
+        amount = Decimal(values.get(window, "1")) / 10
+        for minute in range(10):
+            per_minute[window * 600 + minute * 60] = amount
+    return per_minute
+
+
+def test_threshold_limits_exact() -> None:
+    """A 5x window and a return from six idle windows, on two test days."""
+    idle = dict.fromkeys(range(1200, 1206), "0")
+    spend = {"shop": _steady_spend({1100: "5", **idle}, days=9)}
+
+    limits = spikes.threshold_limits(
+        spend, {}, origin_s=0, test_start_s=7 * 86400, days=9
+    )
+
+    joined, separate, *_ = limits
+    assert joined["ordinary_windows"] == 288
+    # Six idle windows cannot be spiked; the other 282 become 3x their ratio.
+    assert joined["spiked_windows"] == 282
+    assert joined["threshold_for_recall_0_9"] == 3.0
+    # Two runs reach 3 in 2/7 of a tenant-week: the 5x window and windows 1206-1208.
+    assert joined["ordinary_runs_over_it_per_100_tenant_weeks"] == 700.0
+    # Windows 1206 to 1208 rise from a median of 0: one run, fired at any ratio.
+    assert joined["ordinary_runs_from_zero_per_100_tenant_weeks"] == 350.0
+    assert joined["largest_finite_ordinary_ratio"] == 5.0
+    assert joined["recall_over_largest"] == round(4 / 282, 3)
+    # Last week's $1 keeps the separate baseline at $1 after the idle hour.
+    assert separate["ordinary_runs_over_it_per_100_tenant_weeks"] == 350.0
+    assert separate["ordinary_runs_from_zero_per_100_tenant_weeks"] == 0.0
+    assert separate["recall_over_largest"] == round(1 / 282, 3)
+
+
+def test_nab_halves_alternate_within_category() -> None:
+    """Each category is split by alternate files in name order."""
+    files = ["a/1.csv", "a/2.csv", "a/3.csv", "b/1.csv", "b/2.csv"]
+
+    first, second = nab._halves(files)
+
+    assert first == ["a/1.csv", "a/3.csv", "b/1.csv"]
+    assert second == ["a/2.csv", "b/2.csv"]
+
+
+def test_nab_best_point_on_half() -> None:
+    """The grid point with the highest raw sum on the half wins; ties go first."""
+    per_file = [
+        {"a/1.csv": 1.0, "a/2.csv": -3.0},
+        {"a/1.csv": 0.5, "a/2.csv": 2.0},
+        {"a/1.csv": 1.0, "a/2.csv": 0.0},
+    ]
+
+    assert nab._best_point(per_file, ["a/1.csv"]) == 0
+    assert nab._best_point(per_file, ["a/2.csv"]) == 1
+    assert nab._best_point(per_file, ["a/1.csv", "a/2.csv"]) == 1
+
+
+def test_nab_report_shows_target_and_held_out() -> None:
+    """The NAB section says whether the target is met and gives the held-out score."""
+    entry = {
+        "score": 63.38,
+        "windows_hit": 28,
+        "windows_missed": 6,
+        "false_alert_rows": 86,
+    }
+    held = {
+        "score": 58.96,
+        "windows_hit": 27,
+        "windows_missed": 7,
+        "false_alert_rows": 95,
+    }
+    results = {
+        "nab": {
+            "profiles": dict.fromkeys(nab.PROFILES, entry),
+            "held_out": {
+                "grid_points": 16,
+                "halves": [13, 11],
+                "chosen": [{"window": "75m"}, {"window": "90m"}],
+                "profiles": dict.fromkeys(nab.PROFILES, held),
+            },
+        }
+    }
+
+    lines = render(results).splitlines()
+
+    assert "Target: standard >= 55: met." in lines
+    assert (
+        "Held out: chosen from 16 grid points on one half of the files (13 and 11 "
+        "files) and scored on the other, standard 58.96, reward_low_FP_rate 58.96, "
+        "reward_low_FN_rate 58.96 (chosen: window 75m; window 90m)."
+    ) in lines
+
+
+def test_limits_table_rows() -> None:
+    """Each baseline is one row of the threshold-limit table."""
+    limit = {
+        "baseline": "median of 7 earlier days",
+        "threshold_for_recall_0_9": 1.35,
+        "ordinary_runs_over_it_per_100_tenant_weeks": 4002.13,
+        "ordinary_runs_from_zero_per_100_tenant_weeks": 404.26,
+        "largest_finite_ordinary_ratio": 15824.04,
+        "recall_over_largest": 0.065,
+    }
+
+    lines = _render_limits([limit])
+
+    assert (
+        lines[-2]
+        == "| median of 7 earlier days | 1.35 | 4002.13 | 404.26 | 15824.04 | 0.065 |"
+    )
+    assert lines[-1] == ""

@@ -53,6 +53,68 @@ def test_recent_windows_follow_new_level() -> None:
     assert alerts[0].details["recent_windows"] == "3"
 
 
+def test_joined_baseline_fires_on_return_after_quiet_hours() -> None:
+    """Back to $10 after three $1 hours: median(10, 1, 1, 1) = 1, so $10 is 10x."""
+    rule = {**HOURLY, "recent_windows": 3}
+    engine = engine_for({"rules": [rule]})
+    quiet = {**dict.fromkeys(range(6), "10"), 6: "1", 7: "1", 8: "1", 9: "10"}
+    test_day = hourly("shop", 8, quiet)
+
+    records = run(engine, [*week_of("shop", "10"), *test_day])
+    records += engine.advance_to_s(int(test_day[-1].timestamp_s) + 1800)
+
+    alerts = firing(records, "rate_of_change")
+    assert [(a.event_time.hour, a.baseline) for a in alerts] == [(10, Decimal(1))]
+
+
+def test_separate_baseline_ignores_return_after_quiet_hours() -> None:
+    """The same day against max(last week's $10, recent median $1) = $10: no rise."""
+    rule = {**HOURLY, "recent_windows": 3, "recent_baseline": "separate"}
+    engine = engine_for({"rules": [rule]})
+    quiet = {**dict.fromkeys(range(6), "10"), 6: "1", 7: "1", 8: "1", 9: "10"}
+    test_day = hourly("shop", 8, quiet)
+
+    records = run(engine, [*week_of("shop", "10"), *test_day])
+    records += engine.advance_to_s(int(test_day[-1].timestamp_s) + 1800)
+
+    assert firing(records, "rate_of_change") == []
+
+
+def test_separate_baseline_fires_above_both_levels() -> None:
+    """$45 after $15 hours against last week's $10: baseline max(10, 15) = 15, 3x."""
+    rule = {**HOURLY, "recent_windows": 3, "recent_baseline": "separate"}
+    engine = engine_for({"rules": [rule]})
+    test_day = hourly("shop", 8, {**dict.fromkeys(range(6), "15"), 6: "45"})
+
+    records = run(engine, [*week_of("shop", "10"), *test_day])
+    records += engine.advance_to_s(int(test_day[-1].timestamp_s) + 1800)
+
+    alerts = firing(records, "rate_of_change")
+    assert [(a.event_time.hour, a.baseline) for a in alerts] == [(7, Decimal(15))]
+    assert alerts[0].details["recent_baseline"] == "separate"
+    assert "the higher of the median" in alerts[0].summary
+
+
+def test_separate_baseline_takes_lower_level_for_a_fall() -> None:
+    """After $10 hours, last week $4: $4 is no fall, $1 is one against min(4, 10)."""
+    rule = {
+        **HOURLY,
+        "recent_windows": 3,
+        "recent_baseline": "separate",
+        "direction": "down",
+        "min_increase": 1,
+    }
+    engine = engine_for({"rules": [rule]})
+    busy = dict.fromkeys(range(6), "10")
+    test_day = hourly("shop", 8, {**busy, 6: "4", 7: "10", 8: "10", 9: "10", 10: "1"})
+
+    records = run(engine, [*week_of("shop", "4"), *test_day])
+    records += engine.advance_to_s(int(test_day[-1].timestamp_s) + 1800)
+
+    alerts = firing(records, "rate_of_change")
+    assert [(a.event_time.hour, a.baseline) for a in alerts] == [(11, Decimal(4))]
+
+
 def test_spread_floor_blocks_noisy_rise() -> None:
     """$25 is 2.5x a baseline of $10 but less than 3 spreads above it."""
     rule = {**HOURLY, "recent_windows": 4, "min_deviations": 3}

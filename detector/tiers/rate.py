@@ -22,7 +22,12 @@ before the current one join the earlier periods' windows, and the baseline is
 the median of them all. The baseline then follows a level that has changed since
 last week, and one past spike among the windows does not move the median much.
 Recent windows are summed from minute buckets while those are kept (two hours
-and the longest short window) and from hourly buckets before that.
+and the longest short window) and from hourly buckets before that. With
+``recent_baseline: separate`` the two groups are not pooled: the baseline is the
+larger of the periods' median and the recent windows' median (the smaller for
+``direction: down``), so a rise must clear both the usual level at that time and
+the level of the last windows. A tenant back to its usual spend after a quiet
+hour stays under the first; one that grew days ago stays under the second.
 
 Spread. The spread of the baseline is 1.4826 times the median absolute deviation
 of its windows from their median. It estimates a standard deviation for normal
@@ -130,8 +135,12 @@ def reference(
         series, rule.measure, end_s, rule.window_s, rule.recent_windows
     )
     windows = periodic + recent
-    value = statistics.median(windows)
-    deviation = statistics.median(abs(total - value) for total in windows)
+    pooled = statistics.median(windows)
+    deviation = statistics.median(abs(total - pooled) for total in windows)
+    value = pooled
+    if rule.recent_baseline == "separate" and recent:
+        levels = (statistics.median(periodic), statistics.median(recent))
+        value = max(levels) if rule.direction == "up" else min(levels)
     return Baseline(value, len(periodic), len(recent), MAD_TO_STD * deviation)
 
 
@@ -328,6 +337,13 @@ def _describe_period(rule: RateOfChangeRule, past: Baseline) -> str:
         return "trimmed mean hour of the trailing day, warm-up"
     names = {WEEK_S: "week", DAY_S: "day", 3600: "hour"}
     name = names.get(rule.baseline_period_s, f"{rule.baseline_period_s} s period")
+    if past.recent and rule.recent_baseline == "separate":
+        side = "higher" if rule.direction == "up" else "lower"
+        return (
+            f"the {side} of the median of the same window in the previous "
+            f"{past.periods} {name}(s) and the median of the {past.recent} "
+            "window(s) before it"
+        )
     if past.recent:
         return (
             f"median of the same window in the previous {past.periods} {name}(s) "
@@ -385,6 +401,7 @@ def _record(
     }
     if rule.recent_windows:
         details["recent_windows"] = str(past.recent)
+        details["recent_baseline"] = rule.recent_baseline
     if rule.min_deviations is not None:
         details["min_deviations"] = str(rule.min_deviations)
         details["spread"] = str(past.spread)
