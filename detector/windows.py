@@ -626,6 +626,22 @@ class BucketSeries:
             return _sum_totals(self.fine, end_s - window_s, end_s).value(signal)
         return self.coarse_total(signal, end_s - window_s, end_s)
 
+    def known_total(self, signal: str, start_s: int, end_s: int) -> Decimal | None:
+        """Return ``coarse_total``, or None where it would stand in for no data.
+
+        A latency or ratio key whose hours hold fewer requests than its minimum
+        has no value; 0 there would read as a rise to anything after it.
+        """
+        if signal in TOTAL_SIGNALS:
+            return self.coarse_total(signal, start_s, end_s)
+        return _value_or_none(self._hours_reading(signal, start_s, end_s))
+
+    def known_window(self, signal: str, end_s: int, window_s: int) -> Decimal | None:
+        """Return ``window_total``, or None for a key with too few requests."""
+        if signal in TOTAL_SIGNALS:
+            return self.window_total(signal, end_s, window_s)
+        return _value_or_none(self.window_reading(signal, end_s, window_s))
+
     def has_enough(self, key: str, end_s: int, window_s: int) -> bool:
         """Return whether the window contains the key's minimum number of requests.
 
@@ -672,9 +688,6 @@ class BucketSeries:
         result is 0 when they contain fewer requests than the key's minimum.
         """
         if signal not in TOTAL_SIGNALS:
-            # TODO: an earlier window with too few requests counts as 0, so a
-            # rule with direction up reads it as a rise. Leaving such windows out
-            # of the baseline median needs a None here and in detector/tiers/rate.py.
             return _value_or_zero(self._hours_reading(signal, start_s, end_s))
         total = _ZERO
         bucket_start = start_s - start_s % COARSE_BUCKET_S
@@ -757,6 +770,10 @@ def _ratio(part: int, whole: int) -> Decimal:
             _RATIOS.clear()
         found = _RATIOS[(part, whole)] = (Decimal(part) / whole).quantize(_RATIO_DIGITS)
     return found
+
+
+def _value_or_none(reading: Reading) -> Decimal | None:
+    return reading.value if reading.enough else None
 
 
 def _value_or_zero(reading: Reading) -> Decimal:

@@ -492,6 +492,57 @@ def test_rate_of_change_on_p95_ttft() -> None:
     assert fired[0].summary.startswith("p95 ttft_ms in the last 60 min is 1,")
 
 
+def test_rate_of_change_skips_sparse_baseline_hours() -> None:
+    """Two requests an hour last week give no p95 baseline: 300 ms now is no rise."""
+    rule = {
+        "id": "ttft-rise",
+        "tier": "rate_of_change",
+        "signal": "ttft_ms",
+        "quantile": 0.95,
+        "min_requests": 5,
+        "window": "1h",
+        "min_ratio": 2,
+        "min_increase": 200,
+    }
+    engine = engine_for({"rules": [rule]})
+    week_s = 7 * 86400
+    sparse = [timed(1800 * n, 300.0) for n in range(week_s // 1800 + 2)]
+    busy = [timed(week_s + 3600 + 120 * n, 300.0) for n in range(30)]
+
+    records = run(engine, sparse + busy)
+
+    assert firing(records, "rate_of_change") == []
+
+
+def test_rate_of_change_uses_known_baseline_hours() -> None:
+    """Sparse hours are left out; the busy ones of last week still form the baseline."""
+    rule = {
+        "id": "ttft-rise",
+        "tier": "rate_of_change",
+        "signal": "ttft_ms",
+        "quantile": 0.95,
+        "min_requests": 5,
+        "window": "1h",
+        "min_ratio": 2,
+        "min_increase": 200,
+        "recent_windows": 3,
+    }
+    engine = engine_for({"rules": [rule]})
+    week_s = 7 * 86400
+    # Every 10 minutes for the first week, then 2 requests an hour for 4 hours:
+    # the 3 recent windows are all sparse when the slow hour begins.
+    steady = [timed(600 * n, 300.0) for n in range(week_s // 600)]
+    sparse = [timed(week_s + 1800 * n, 300.0) for n in range(8)]
+    slow = [timed(week_s + 4 * 3600 + 120 * n, 1500.0) for n in range(30)]
+
+    records = run(engine, steady + sparse + slow)
+
+    fired = firing(records, "rate_of_change")
+    assert len(fired) == 1
+    assert abs(fired[0].baseline - Decimal(300)) <= 3
+    assert fired[0].details["recent_windows"] == "0"
+
+
 # ---------------------------------------------------------------------------
 # Memory and snapshots
 # ---------------------------------------------------------------------------

@@ -29,6 +29,11 @@ larger of the periods' median and the recent windows' median (the smaller for
 the level of the last windows. A tenant back to its usual spend after a quiet
 hour stays under the first; one that grew days ago stays under the second.
 
+Latency and ratio signals. An earlier or recent window with fewer requests than
+the rule's ``min_requests`` has no p95 or error rate; it is left out of the
+median rather than read as 0, which would make any later value a rise. With no
+window left there is no baseline, and the rule waits.
+
 Spread. The spread of the baseline is 1.4826 times the median absolute deviation
 of its windows from their median. It estimates a standard deviation for normal
 noise, and one outlying window hardly changes it. With one window it is 0.
@@ -162,9 +167,16 @@ def _periodic_windows(
         for k in range(1, count + 1)
         if end_s - window_s - k * period_s >= first_s
     ]
-    if not starts:
+    # A latency or ratio window with too few requests has no value and is left out.
+    found = [
+        (start, value)
+        for start in starts
+        if (value := series.known_total(signal, start, start + window_s)) is not None
+    ]
+    if not found:
         return None
-    past = [series.coarse_total(signal, start, start + window_s) for start in starts]
+    starts = [start for start, _ in found]
+    past = [value for _, value in found]
     capped = window_s <= WARMUP_MAX_WINDOW_S and is_total(signal)
     if len(past) < ROBUST_MEDIAN_PERIODS and capped:
         known_s = (first_s, end_s - window_s)
@@ -193,9 +205,11 @@ def _recent_windows(
         if start_s < first_s:
             break  # before the series began: unknown, not zero
         if start_s >= fine_from_s:
-            totals.append(series.window_total(signal, stop_s, window_s))
+            value = series.known_window(signal, stop_s, window_s)
         else:
-            totals.append(series.coarse_total(signal, start_s, stop_s))
+            value = series.known_total(signal, start_s, stop_s)
+        if value is not None:
+            totals.append(value)
     return totals
 
 
