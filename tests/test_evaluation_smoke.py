@@ -7,8 +7,9 @@ They read the benchmark data under ``$BURNRATE_SHARED_DATA`` (default
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,13 @@ import pytest
 from detector.alerts import AlertRecord, Status
 from detector.cli import main
 from detector.evaluation import monthend, nab, spikes
-from detector.evaluation.cli import RESULTS, _render_coverage, _render_limits, render
+from detector.evaluation.cli import (
+    RESULTS,
+    _render_coverage,
+    _render_limits,
+    _render_variants,
+    render,
+)
 
 
 def test_nab_scores_one_category() -> None:
@@ -43,6 +50,11 @@ def test_spikes_on_nine_days() -> None:
     assert 0 < result["natural_surge_share"] < 1
     assert result["natural_surges_alerted"] <= result["natural_surges"]
     assert result["false_alerts_outside_surges"] <= result["false_alerts"]
+    assert [variant["overrides"] for variant in result["variants"]] == list(
+        spikes.VARIANTS
+    )
+    assert set(result["variants"][0]) == {"overrides", *spikes.VARIANT_FIGURES}
+    assert len(result["threshold_limits"]) == len(spikes.LIMIT_BASELINES)
 
 
 def test_spikes_summary_counts_overlap() -> None:
@@ -177,6 +189,9 @@ def test_monthend_report_renders() -> None:
     # 10 months of 2011 and 12 of 2012, two forecasts each.
     both = (by_year["2011"] * 20 + by_year["2012"] * 24) / 44
     assert round(both, 3) == result["coverage_all_default_scale"]
+    assert result["from_day_10"]["weather_reference_over_naive"] == 0.718
+    assert result["from_day_20"]["weather_reference_over_naive"] == 0.798
+    assert "reaches 0.718 of the naive's error from day 10 and 0.798" in text
 
 
 def test_monthend_coverage_names_years_outside() -> None:
@@ -228,6 +243,145 @@ def test_monthend_coverage_inside_target() -> None:
     )
     assert lines[2] == ""
     assert len(lines) == 3
+
+
+def _month_figures(ratio_day_10: float, ratio_day_20: float) -> dict[str, object]:
+    """Month-end figures with the given weather reference ratios, the rest fixed."""
+    days = {
+        f"from_day_{day}": {
+            "mape_model": 0.09,
+            "mape_seasonal_naive": 0.1,
+            "mape_run_rate": 0.1,
+            "model_over_naive": 0.9,
+            "mape_weather_reference": round(ratio / 10, 4),
+            "weather_reference_over_naive": ratio,
+        }
+        for day, ratio in ((10, ratio_day_10), (20, ratio_day_20))
+    }
+    return {
+        **days,
+        "seasonal": "multiplicative",
+        "history_days": 365,
+        "weather_fit_days": 56,
+        "coverage_target": [0.7, 0.9],
+        "interval_scale_default": 1.5,
+        "coverage_default_scale_by_year": {"2011": 0.8, "2012": 0.8},
+        "coverage_all_default_scale": 0.8,
+        "coverage_2012_unscaled": 0.792,
+        "coverage_2012_calibrated_scale": 0.958,
+        "interval_scale_calibrated_2011": 1.8,
+    }
+
+
+def test_monthend_weather_reference_verdict() -> None:
+    """The report states whether the weather reference meets the target, per day."""
+    missed = render({"monthend": _month_figures(0.72, 0.8)})
+    met = render({"monthend": _month_figures(0.65, 0.8)})
+
+    assert (
+        "  - weather reference (reads the recorded weather of the remaining days, "
+        "so not a forecast): MAPE 0.072, reference / naive 0.72"
+    ) in missed
+    assert "reaches 0.72 of the naive's error from day 10 and 0.8 from day 20" in missed
+    assert "no forecast has, yet it still misses the target." in missed
+    assert "no forecast has, and so it meets the target from day 10." in met
+
+
+def test_predict_remaining_least_squares() -> None:
+    """The fit is least squares, not interpolation: y = 0.5 + 1.5 x on 3 points."""
+    known = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, 2.0]])
+    counts = np.array([1.0, 1.0, 4.0])
+    remaining = np.array([[1.0, 3.0], [1.0, 4.0]])
+
+    total = monthend.predict_remaining(known, counts, remaining)
+
+    assert round(total, 9) == 11.5
+
+
+def test_weather_row_regressors() -> None:
+    """A day's row: intercept, Monday to Saturday, holiday, then the weather."""
+    wednesday = monthend.DayWeather(
+        weekday=3, holiday=True, weathersit=2.0, atemp=0.5, hum=0.6, windspeed=0.25
+    )
+    sunday = monthend.DayWeather(
+        weekday=0, holiday=False, weathersit=1.0, atemp=0.2, hum=0.4, windspeed=0.1
+    )
+
+    assert monthend.weather_row(wednesday) == [
+        1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.5, 0.25, 0.6, 0.25, 2.0,
+    ]  # fmt: skip
+    assert monthend.weather_row(sunday)[:8] == [1.0] + [0.0] * 7
+
+
+def test_daily_weather_means_hours(tmp_path: Path) -> None:
+    """Each day's weather is the mean over the hours present in the file."""
+    path = tmp_path / "hour.csv"
+    path.write_text(
+        "dteday,holiday,weekday,weathersit,atemp,hum,windspeed,cnt\n"
+        "2012-01-02,1,1,1,0.2,0.5,0.1,10\n"
+        "2012-01-02,1,1,3,0.4,0.7,0.3,20\n"
+        "2012-01-03,0,2,2,0.3,0.6,0.2,30\n"
+    )
+
+    weather = monthend.daily_weather(path)
+
+    first = weather[date(2012, 1, 2)]
+    assert first.weekday == 1
+    assert first.holiday is True
+    assert first.weathersit == 2.0
+    assert round(first.atemp, 9) == 0.3
+    assert round(first.hum, 9) == 0.6
+    assert round(first.windspeed, 9) == 0.2
+    assert weather[date(2012, 1, 3)].holiday is False
+    assert len(weather) == 2
+
+
+def _synthetic_weather(
+    cutoff: date,
+) -> tuple[dict[date, Decimal], dict[date, monthend.DayWeather]]:
+    """Build three months whose counts fit the weather only in the fit window.
+
+    Counts are 1000 + 2000 * atemp in the 56 days before the cutoff, zero before
+    them and five times as many from the cutoff on. From the cutoff on, the feeling
+    temperature is 0.5.
+    """
+    daily: dict[date, Decimal] = {}
+    weather: dict[date, monthend.DayWeather] = {}
+    day = date(2024, 1, 1)
+    while day <= date(2024, 3, 31):
+        atemp = 0.5 if day >= cutoff else 0.2 + 0.1 * (day.toordinal() % 5)
+        weather[day] = monthend.DayWeather(
+            weekday=day.isoweekday() % 7,
+            holiday=day == date(2024, 3, 15),
+            weathersit=1.0,
+            atemp=atemp,
+            hum=0.5,
+            windspeed=0.1,
+        )
+        count = Decimal(1000 + 2000 * atemp)
+        if (cutoff - day).days > monthend.WEATHER_FIT_DAYS:
+            count = Decimal(0)
+        elif day >= cutoff:
+            count *= 5
+        daily[day] = count
+        day += timedelta(days=1)
+    return daily, weather
+
+
+def test_weather_reference_fits_before_cutoff() -> None:
+    """Only the 56 days before the cutoff are fitted, then the weather after it is read.
+
+    22 remaining days at atemp 0.5 predict 2000 each. The holiday on the 15th
+    predicts like any day, because the fit window contains no holiday.
+    """
+    cutoff = date(2024, 3, 10)
+    daily, weather = _synthetic_weather(cutoff)
+
+    total = monthend.weather_reference(
+        daily, weather, cutoff, date(2024, 3, 31), Decimal(1234)
+    )
+
+    assert round(float(total), 6) == 1234 + 22 * 2000
 
 
 def test_evaluate_prints_report_or_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -358,5 +512,24 @@ def test_limits_table_rows() -> None:
     assert (
         lines[-2]
         == "| median of 7 earlier days | 1.35 | 4002.13 | 404.26 | 15824.04 | 0.065 |"
+    )
+    assert lines[-1] == ""
+
+
+def test_variants_table_rows() -> None:
+    """The rule comes first, then each variant named by its changed settings."""
+    figures = {
+        "recall_3x_at_least_15min": 0.75,
+        "false_alerts_outside_surges_per_100_tenant_weeks": 587.23,
+        "false_alerts_per_100_tenant_weeks": 1491.49,
+        "delay_median_min": 3.0,
+    }
+    variant = {**figures, "overrides": {"recent_baseline": "separate"}}
+
+    lines = _render_variants({**figures, "variants": [variant]})
+
+    assert lines[-3] == "| the rule above | 0.75 | 587.23 | 1491.49 | 3.0 |"
+    assert lines[-2] == (
+        "| the rule with recent_baseline separate | 0.75 | 587.23 | 1491.49 | 3.0 |"
     )
     assert lines[-1] == ""
