@@ -18,6 +18,7 @@ from detector.alerts import AlertRecord, Status
 from detector.cli import main
 from detector.evaluation import monthend, nab, spikes
 from detector.evaluation.cli import (
+    REPORT,
     RESULTS,
     _render_coverage,
     _render_limits,
@@ -533,3 +534,10 @@ def test_variants_table_rows() -> None:
         "| the rule with recent_baseline separate | 0.75 | 587.23 | 1491.49 | 3.0 |"
     )
     assert lines[-1] == ""
+
+
+def test_quality_page_matches_results() -> None:
+    """The checked-in QUALITY.md is the rendering of the checked-in results.json."""
+    results = json.loads(RESULTS.read_text())
+
+    assert REPORT.read_text() == render(results)

@@ -82,7 +82,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 def render(results: dict[str, Any]) -> str:
     """Return the markdown report of the recorded figures."""
-    lines = ["# Detection quality", "", "Written by `burnrate evaluate`.", ""]
+    lines = ["# Detection quality", "", "Figures from `burnrate evaluate`; the same command reproduces them.", ""]
     if "nab" in results:
         nab = results["nab"]
         lines += [
