@@ -465,18 +465,21 @@ def test_too_few_requests_resolves() -> None:
     )
 
 
+TTFT_RISE = {
+    "id": "ttft-rise",
+    "tier": "rate_of_change",
+    "signal": "ttft_ms",
+    "quantile": 0.95,
+    "min_requests": 5,
+    "window": "1h",
+    "min_ratio": 2,
+    "min_increase": 200,
+}
+
+
 def test_rate_of_change_on_p95_ttft() -> None:
     """A week of 300 ms first tokens, then 1,500 ms: a p95 rise of 5x fires."""
-    rule = {
-        "id": "ttft-rise",
-        "tier": "rate_of_change",
-        "signal": "ttft_ms",
-        "quantile": 0.95,
-        "min_requests": 5,
-        "window": "1h",
-        "min_ratio": 2,
-        "min_increase": 200,
-    }
+    rule = TTFT_RISE
     engine = engine_for({"rules": [rule]})
     week_s = 7 * 86400
     events = [timed(600 * n, 300.0) for n in range(week_s // 600 + 6)]
@@ -494,16 +497,7 @@ def test_rate_of_change_on_p95_ttft() -> None:
 
 def test_rate_of_change_skips_sparse_baseline_hours() -> None:
     """Two requests an hour last week give no p95 baseline: 300 ms now is no rise."""
-    rule = {
-        "id": "ttft-rise",
-        "tier": "rate_of_change",
-        "signal": "ttft_ms",
-        "quantile": 0.95,
-        "min_requests": 5,
-        "window": "1h",
-        "min_ratio": 2,
-        "min_increase": 200,
-    }
+    rule = TTFT_RISE
     engine = engine_for({"rules": [rule]})
     week_s = 7 * 86400
     sparse = [timed(1800 * n, 300.0) for n in range(week_s // 1800 + 2)]
@@ -516,17 +510,7 @@ def test_rate_of_change_skips_sparse_baseline_hours() -> None:
 
 def test_rate_of_change_uses_known_baseline_hours() -> None:
     """Sparse hours are left out; the busy ones of last week still form the baseline."""
-    rule = {
-        "id": "ttft-rise",
-        "tier": "rate_of_change",
-        "signal": "ttft_ms",
-        "quantile": 0.95,
-        "min_requests": 5,
-        "window": "1h",
-        "min_ratio": 2,
-        "min_increase": 200,
-        "recent_windows": 3,
-    }
+    rule = {**TTFT_RISE, "recent_windows": 3}
     engine = engine_for({"rules": [rule]})
     week_s = 7 * 86400
     # Every 10 minutes for the first week, then 2 requests an hour for 4 hours:
