@@ -84,6 +84,16 @@ _AMOUNT_FIELDS = (
 )
 
 
+# The details of a record whose rule was not evaluated, such as the resolve of a
+# rule that a reload removed: its ``observed`` of 0 is no measurement.
+UNKNOWN_OBSERVED = {"observed": "unknown"}
+
+
+def has_observed(record: AlertRecord) -> bool:
+    """Return whether the record's ``observed`` is a measured value."""
+    return record.details.get("observed") != UNKNOWN_OBSERVED["observed"]
+
+
 def alert_id(*parts: object) -> str:
     """Return a stable id for an alert episode from its identifying parts."""
     text = "\x1f".join(str(part) for part in parts)

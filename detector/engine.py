@@ -37,7 +37,7 @@ from detector.forecast import FittedModel, MonthEndForecast
 from detector.periods import zone
 from detector.pricing import CostSource, Pricer
 from detector.state import Retention, SeriesId, TenantState
-from detector.tiers import budget, predictive, rate, threshold
+from detector.tiers import budget, predictive, rate, removed, threshold
 from detector.tiers.common import series_id
 from detector.tiers.rate import WEEK_S
 from detector.windows import FINE_BUCKET_S, Sample, SignalPlan
@@ -330,31 +330,47 @@ class Engine:
         return state.tenant
 
     def replace_rules(self, rules: RuleSet) -> list[AlertRecord]:
-        """Swap in a new rule set, keep every tenant's state, return resolved budgets.
+        """Swap in a new rule set, keep every tenant's state, return resolved alerts.
 
         Windows, period totals, daily totals and firing alerts carry over. Each
         tenant's plan is rebuilt on first use. Retention follows the new rules:
         a shorter one prunes at the next hourly prune, a longer one keeps data
         from now on (data already pruned does not come back). A firing budget
         threshold that the period total no longer reaches, because the limit
-        was raised, resolves now, and its record is returned.
+        was raised, resolves now, and its record is returned. An alert that no
+        new rule evaluates for its tenant (its rule or budget was removed,
+        renamed, moved to another tier, scoped away from the tenant or given
+        other series) is dropped, and if it was firing it resolves now with a
+        record that says why (``detector.tiers.removed``).
         """
-        # TODO: alerts of a removed rule stay open until their tenant is dropped,
-        # because resolving them needs a record built without the rule.
+        previous = self.rules
         self.rules = rules
         self.pricer = Pricer(rules.prices, posted=self.pricer._snapshot is not None)
         self._index_rules(rules)
-        now = datetime.fromtimestamp(self.watermark_s or 0, UTC)
+        now = datetime.fromtimestamp(self._reload_time_s(), UTC)
         records: list[AlertRecord] = []
         for state in self.tenants.values():
             self._apply_retention(state)
             state.timezone = zone(rules.timezone_of(state.tenant))
+            open_alerts = len(state.alerts.alerts)
+            closed = removed.close(state, previous, rules, now)
             plan = self._plan_of(state.tenant)
             resolved = budget.resolve_uncrossed(state, plan.budgets, now)
-            if resolved:
+            if resolved or len(state.alerts.alerts) < open_alerts:
                 self.touched.add(state.tenant)
-                records.extend(resolved)
+            records.extend(closed)
+            records.extend(resolved)
         return self._counted(records)
+
+    def _reload_time_s(self) -> int:
+        """Return the event time of the records a reload produces: the watermark.
+
+        Tenants restored from snapshots before any event have no watermark yet,
+        so their latest evaluated tick is used instead.
+        """
+        if self.watermark_s is not None:
+            return self.watermark_s
+        return max((state.evaluated_s for state in self.tenants.values()), default=0)
 
     def _index_rules(self, rules: RuleSet) -> None:
         """Group the rules by tier, derive specs and retention, and reset tenant plans."""

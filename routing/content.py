@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from detector.alerts import AlertRecord, format_amount
+from detector.alerts import AlertRecord, format_amount, has_observed
 
 _TIER_NAMES = {
     "absolute": "absolute",
@@ -36,7 +36,13 @@ def headline(record: AlertRecord) -> str:
 
 
 def comparison(record: AlertRecord) -> str:
-    """Return the observed value against what it was compared with."""
+    """Return the observed value against what it was compared with.
+
+    A record without an observed value returns its summary instead, which gives
+    the reason.
+    """
+    if not has_observed(record):
+        return record.summary
     observed = format_amount(record.observed, record.unit)
     if record.tier == "predictive" and record.forecast is not None:
         text = f"forecast {format_amount(record.forecast, record.unit)}"
@@ -80,7 +86,7 @@ def facts(record: AlertRecord, dashboard: str | None) -> list[tuple[str, str]]:
         ("Tier", _TIER_NAMES[record.tier]),
         ("Severity", record.severity),
         ("Signal", f"{record.signal} ({record.unit})"),
-        ("Observed", format_amount(record.observed, record.unit)),
+        ("Observed", _observed_text(record)),
     ]
     rows.extend(_reference_rows(record))
     if record.window_s is not None:
@@ -100,6 +106,12 @@ def facts(record: AlertRecord, dashboard: str | None) -> list[tuple[str, str]]:
         rows.append(("Dashboard", dashboard))
     rows.append(("Alert id", record.alert_id))
     return rows
+
+
+def _observed_text(record: AlertRecord) -> str:
+    if not has_observed(record):
+        return "unknown"
+    return format_amount(record.observed, record.unit)
 
 
 def _reference_rows(record: AlertRecord) -> list[tuple[str, str]]:
