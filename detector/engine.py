@@ -251,6 +251,8 @@ class Engine:
     ) -> list[AlertRecord]:
         records: list[AlertRecord] = []
         for rule, limit in plan.forecasts:
+            if state.alerts.alerts:
+                records.extend(predictive.close_ended(state, rule, limit, now))
             fitted = self.fitted_models.get(state.tenant, {}).get(rule.id)
             job = predictive.plan(state, rule, limit, now, fitted)
             if job is None:

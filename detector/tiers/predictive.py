@@ -15,7 +15,11 @@ memory, so a restart or a partition move starts with a refit.
 A fit is skipped while the run-rate projection for the period stays below
 ``SCREEN_SHARE`` of the budget: a forecast that far below cannot reach the budget
 within the checks the forecaster applies, and skipping it keeps thousands of
-quiet tenants cheap.
+quiet tenants cheap. A tenant whose alert is firing is forecast all the same, so
+the alert resolves once the forecast is back within the budget.
+
+An alert belongs to one budget period. When the period ends it resolves with the
+period's final spend (``close_ended``): the next period's forecast is a new alert.
 """
 
 from __future__ import annotations
@@ -24,13 +28,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from detector.alerts import AlertRecord, Status, format_amount
+from detector.alerts import UNKNOWN_OBSERVED, AlertRecord, Status, format_amount
 from detector.config import Budget, ForecastRule
 from detector.forecast import FittedModel, MonthEndForecast, forecast_period_end
 from detector.lifecycle import AlertState, RecordBuilder
-from detector.periods import last_day, local_date
+from detector.periods import last_day, local_date, period_bounds
 from detector.state import PeriodTotal, TenantState
-from detector.tiers.common import compare, make_key
+from detector.tiers.common import compare, make_key, split_key
 
 SCREEN_SHARE = Decimal("0.5")
 # A weekly refit tracks changes in the weekly pattern; the daily updates between
@@ -104,7 +108,9 @@ def plan(
     else:
         fitted = None
     days = _daily(state, start, yesterday)
-    if _run_rate_projection(days, total, yesterday, period_last) < budget.limit_usd * SCREEN_SHARE:
+    projection = _run_rate_projection(days, total, yesterday, period_last)
+    firing = state.alerts.is_firing(_key(rule, budget, total.start))
+    if projection < budget.limit_usd * SCREEN_SHARE and not firing:
         return None
     return ForecastJob(
         tenant=state.tenant,
@@ -127,9 +133,81 @@ def conclude(
     limit = job.budget.limit_usd or _ZERO
     edge = forecast.edge(job.rule.edge)
     active = compare(edge, limit, job.budget.comparison)
-    key = make_key("forecast", job.rule.id, job.budget.id, job.period_start.isoformat())
+    key = _key(job.rule, job.budget, job.period_start)
     build = _builder(state, job, forecast, edge, limit)
     return state.alerts.update(key, active, now, build, repeat_s=job.rule.repeat_interval_s)
+
+
+def close_ended(
+    state: TenantState, rule: ForecastRule, budget: Budget, now: datetime
+) -> list[AlertRecord]:
+    """Resolve the rule's alerts of budget periods that ended before ``now``."""
+    prefix = make_key("forecast", rule.id, budget.id, "")
+    records = []
+    for key in state.alerts.keys_with_prefix(prefix):
+        start = datetime.fromisoformat(split_key(key)[-1])
+        end = period_bounds(start, state.timezone, budget.period_spec)[1]
+        if end > now:
+            continue
+        total = state.periods.get(budget.id, {}).get(start)
+        build = _ended_builder(state, rule, budget, start, end, total)
+        record = state.alerts.update(key, False, now, build)
+        if record is not None:
+            records.append(record)
+    return records
+
+
+def _key(rule: ForecastRule, budget: Budget, period_start: datetime) -> str:
+    return make_key("forecast", rule.id, budget.id, period_start.isoformat())
+
+
+def _ended_builder(
+    state: TenantState,
+    rule: ForecastRule,
+    budget: Budget,
+    start: datetime,
+    end: datetime,
+    total: PeriodTotal | None,
+) -> RecordBuilder:
+    """Build the resolved record of an alert whose budget period has ended."""
+    limit = budget.limit_usd or _ZERO
+    first = local_date(start, state.timezone)
+    last = local_date(end, state.timezone) - timedelta(days=1)
+
+    def build(alert: AlertState, status: Status, now: datetime) -> AlertRecord:
+        if total is not None:
+            spent = (
+                f"ended with {format_amount(total.spend_usd, 'usd')} spent against "
+                f"the {format_amount(limit, 'usd')} budget {budget.id}"
+            )
+        else:
+            spent = f"of the {format_amount(limit, 'usd')} budget {budget.id} ended"
+        return AlertRecord(
+            alert_id=alert.alert_id,
+            status=status,
+            tier="predictive",
+            severity=rule.severity,
+            rule_id=rule.id,
+            tenant=state.tenant,
+            signal="spend",
+            unit="usd",
+            observed=total.spend_usd if total is not None else _ZERO,
+            threshold=limit,
+            event_time=now,
+            started_at=alert.started_at,
+            summary=(
+                f"{budget.period} period {first} to {last} {spent}, so its "
+                "forecast alert is closed"
+            ),
+            series={"tenant": state.tenant},
+            period_start=start,
+            period_end=end,
+            runbook_url=str(rule.runbook_url) if rule.runbook_url else None,
+            labels=dict(rule.labels),
+            details={} if total is not None else dict(UNKNOWN_OBSERVED),
+        )
+
+    return build
 
 
 def _updatable(fitted: FittedModel, first: date, yesterday: date) -> bool:
