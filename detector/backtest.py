@@ -5,18 +5,23 @@ events in file order to the same ``Engine`` the service runs; the clock is the
 events' own time. Alerts go to a JSON Lines file and, one readable line each, to
 the console. Rejected lines go to a rejects file with their reason, the way the
 service sends them to its dead-letter topic, so nothing is dropped silently.
+``StagedOutputs`` writes those files under temporary names and renames them
+only when the run succeeds, so a failed run leaves the output folder as it was.
 """
 
 from __future__ import annotations
 
 import base64
 import gzip
+import os
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from types import TracebackType
+from typing import BinaryIO, Self, TextIO
 
 import msgspec
 
@@ -25,8 +30,13 @@ from detector.alerts import AlertRecord
 from detector.config import RuleSet
 from detector.decode import Rejection, decode_record, too_far_ahead
 from detector.engine import Engine, EngineSettings
+from detector.errors import BurnrateError
 from detector.events import Event
 from detector.pricing import Pricer
+
+
+class EventsFileError(BurnrateError):
+    """An events file that could not be opened or decompressed, named in the message."""
 
 
 @dataclass(slots=True)
@@ -132,12 +142,16 @@ def replay(
 def _lines(
     source: Path, on_progress: Callable[[int], None] | None
 ) -> Iterator[tuple[int, bytes]]:
-    with open_events(source) as stream:
-        for line_number, line in enumerate(stream, start=1):
-            if on_progress is not None:
-                on_progress(len(line))
-            if line.strip():
-                yield line_number, line
+    try:
+        with open_events(source) as stream:
+            for line_number, line in enumerate(stream, start=1):
+                if on_progress is not None:
+                    on_progress(len(line))
+                if line.strip():
+                    yield line_number, line
+    # gzip raises EOFError for a truncated file and zlib.error for corrupt data.
+    except (OSError, EOFError, zlib.error) as error:
+        raise EventsFileError(f"cannot read events file {source}: {error}") from error
 
 
 def write_alert_line(out: BinaryIO) -> AlertSink:
@@ -154,3 +168,40 @@ def print_alert_line(out: TextIO) -> AlertSink:
         print(alerts.format_console(record), file=out)
 
     return sink
+
+
+class StagedOutputs:
+    """Output files that replace their targets only when the whole run succeeds.
+
+    ``stage`` returns a temporary path, ``.NAME.partial-PID`` in the target's
+    folder, for the caller to write and close inside the ``with`` block. When
+    the block exits normally each temporary file is renamed over its target, so
+    readers never see a half-written file. When it raises, every temporary file
+    is removed and the targets keep their previous content. A process killed
+    with SIGKILL leaves its temporary files behind.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []
+
+    def stage(self, target: Path) -> Path:
+        temporary = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        self._pending.append((temporary, target))
+        return temporary
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if kind is None:
+                for temporary, target in self._pending:
+                    os.replace(temporary, target)
+        finally:
+            for temporary, _ in self._pending:
+                temporary.unlink(missing_ok=True)

@@ -9,9 +9,9 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
-import gzip
 import importlib
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
 from decimal import Decimal
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TextIO, cast
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -30,11 +31,19 @@ from rich.table import Table
 
 from detector import report, ruletest
 from detector.alerts import AlertRecord, format_console
-from detector.backtest import BacktestResult, replay, write_alert_line
+from detector.backtest import (
+    BacktestResult,
+    EventsFileError,
+    StagedOutputs,
+    replay,
+    write_alert_line,
+)
 from detector.config import RuleSet
 from detector.engine import EngineSettings
 from detector.errors import RuleError
 from detector.ruleload import load_rules, run_check
+from detector.seriescli import read_all_series, run_series
+from detector.seriescsv import SeriesFormatError
 
 TIERS = ("absolute", "rate_of_change", "predictive")
 _CENT = Decimal("0.01")
@@ -84,19 +93,30 @@ def _parser() -> argparse.ArgumentParser:
             "events' own time as the clock. Files are read in the order given and "
             "lines in file order, as a Kafka partition would deliver them; an event "
             "more than --allowed-lateness behind the newest one is counted late "
-            "and left out of the windows (it still counts in budgets)."
+            "and left out of the windows (it still counts in budgets). Results go "
+            "to stdout, errors and warnings to stderr. The files in --out are "
+            "replaced only when the replay succeeds, so a failed run leaves them "
+            "as they were."
         ),
-        epilog="exit codes: 0 replayed; 1 invalid rules; 2 unreadable input or output",
+        epilog=(
+            "exit codes: 0 replayed; 1 invalid rules; 2 invalid usage, or "
+            "unreadable input or output"
+        ),
     )
     backtest.add_argument(
         "events", type=Path, nargs="+",
         help="JSON Lines files (.gz ok), or CSV files of timestamp,value series",
     )
     backtest.add_argument(
-        "--series-step", type=int, default=None, metavar="SECONDS",
+        "--series-step", type=_positive_seconds, default=None, metavar="SECONDS",
         help="CSV series only: place row i at the first timestamp + i * SECONDS",
     )
-    _add_replay_options(backtest, required_rules=True)
+    _add_replay_options(
+        backtest,
+        required_rules=True,
+        out_help="output folder for alerts.jsonl and rejected.jsonl, or with CSV "
+        "series for alerts.jsonl and NAME.alerts.csv per series",
+    )
     report.add_report_options(backtest)
     backtest.set_defaults(run=_backtest)
 
@@ -130,7 +150,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--days", type=int, default=14, help="days of traffic to replay, 1 to 14 (default: 14)"
     )
-    _add_replay_options(demo, required_rules=False)
+    _add_replay_options(
+        demo,
+        required_rules=False,
+        out_help="output folder for events.jsonl, alerts.jsonl, rejected.jsonl "
+        "and report.html",
+    )
     demo.set_defaults(run=_demo)
     return parser
 
@@ -157,12 +182,26 @@ def _add_optional_commands(commands: argparse._SubParsersAction) -> None:  # typ
         add_commands(commands)
 
 
+def _positive_seconds(text: str) -> int:
+    try:
+        seconds = int(text)
+    except ValueError:
+        message = f"invalid number of seconds {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    if seconds < 1:
+        message = f"{seconds} is not a positive number of seconds"
+        raise argparse.ArgumentTypeError(message)
+    return seconds
+
+
 def _unavailable(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
 
 
-def _add_replay_options(parser: argparse.ArgumentParser, *, required_rules: bool) -> None:
+def _add_replay_options(
+    parser: argparse.ArgumentParser, *, required_rules: bool, out_help: str
+) -> None:
     parser.add_argument(
         "--rules", type=Path, required=required_rules,
         help="rules folder or YAML file"
@@ -170,8 +209,7 @@ def _add_replay_options(parser: argparse.ArgumentParser, *, required_rules: bool
     )
     parser.add_argument(
         "--out", type=Path, default=Path("burnrate-out"),
-        help="output folder for alerts.jsonl, rejected.jsonl and, with a report, "
-        "report.html (default: burnrate-out)",
+        help=f"{out_help} (default: burnrate-out)",
     )
     parser.add_argument(
         "--allowed-lateness", type=int, default=300, metavar="SECONDS",
@@ -192,25 +230,104 @@ def _check(args: argparse.Namespace) -> int:
 
 def _backtest(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
-    if args.compare is not None and args.report is None:
-        console.print("[red]error:[/] --compare needs --report DIR for its output")
+    errors = _error_console()
+    usage_error = _backtest_usage_error(args)
+    if usage_error is not None:
+        _print_error(errors, usage_error)
         return 2
-    for path in args.events:
-        if not path.is_file():
-            console.print(f"[red]error:[/] events file {path} not found")
-            return 2
     if args.compare is not None:
         # Checked before the replay, which can take minutes, rather than after it.
         try:
             load_rules(args.compare)
         except RuleError as error:
-            console.print(f"error: compared rules are invalid\n{error}", markup=False)
+            _print_error(errors, f"compared rules are invalid\n{error}")
             return 1
-    if all(path.suffix == ".csv" for path in args.events):
-        from detector.seriescli import run_series
+    if args.events[0].suffix == ".csv":
+        return _run_series(console, errors, args)
+    return _run_replay(console, errors, args.rules, list(args.events), args)
 
-        return run_series(console, args)
-    return _run_replay(console, args.rules, list(args.events), args)
+
+def _backtest_usage_error(args: argparse.Namespace) -> str | None:
+    """Return the message for an invalid combination of inputs and options."""
+    if args.compare is not None and args.report is None:
+        return "--compare needs --report DIR for its output"
+    for path in args.events:
+        if not path.exists():
+            return f"events file {path} not found"
+        if not path.is_file():
+            return f"events file {path} is not a file"
+    series = [path for path in args.events if path.suffix == ".csv"]
+    if not series:
+        if args.series_step is not None:
+            return "--series-step applies to CSV series only"
+        return None
+    if len(series) < len(args.events):
+        return (
+            "CSV series and JSON Lines files cannot be replayed together: "
+            "run one backtest for each kind"
+        )
+    if args.report is not None:
+        return "--report and --compare apply to JSON Lines events, not to CSV series"
+    names = Counter(path.stem for path in series)
+    repeated = sorted(name for name, count in names.items() if count > 1)
+    if repeated:
+        return (
+            f"several series files are named {repeated[0]}.csv, so they would share "
+            f"{repeated[0]}.alerts.csv: rename them"
+        )
+    return None
+
+
+def _run_series(console: Console, errors: Console, args: argparse.Namespace) -> int:
+    rules = _load_rules(errors, args.rules)
+    if rules is None:
+        return 1
+    try:
+        series = read_all_series(args.events)
+    except SeriesFormatError as error:
+        # A bad row stops the run, because skipping it would shift the rows
+        # re-timed after it.
+        _print_error(errors, str(error))
+        return 2
+    except OSError as error:
+        message = f"cannot read series file {error.filename}: {error.strerror}"
+        _print_error(errors, message)
+        return 2
+    if not _make_output_folder(errors, args.out):
+        return 2
+    try:
+        run_series(console, rules, series, args)
+    except OSError as error:
+        _print_error(errors, f"cannot write to output folder {args.out}: {error}")
+        return 2
+    return 0
+
+
+def _error_console() -> Console:
+    # soft_wrap keeps each problem on one line, so it can be searched and parsed.
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _print_error(errors: Console, message: str) -> None:
+    errors.print(f"[red]error:[/] {escape(message)}")
+
+
+def _make_output_folder(errors: Console, folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        _print_error(errors, f"cannot create output folder {folder}: {error}")
+        return False
+    return True
+
+
+def _load_rules(errors: Console, path: Path) -> RuleSet | None:
+    """Load the rules at ``path``, or print their problems and return None."""
+    try:
+        return load_rules(path)
+    except RuleError as error:
+        _print_error(errors, f"rules are invalid\n{error}")
+        return None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -239,13 +356,11 @@ def _demo(args: argparse.Namespace) -> int:
     from detector.demo import servegen
 
     console = Console(highlight=False)
+    errors = _error_console()
     if not 1 <= args.days <= 14:
-        console.print(f"[red]error:[/] --days {args.days} is outside 1-14")
+        _print_error(errors, f"--days {args.days} is outside 1-14")
         return 2
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        console.print(f"[red]error:[/] cannot create output folder {args.out}: {error}")
+    if not _make_output_folder(errors, args.out):
         return 2
     events_path = args.out / "events.jsonl"
     console.print(
@@ -256,46 +371,52 @@ def _demo(args: argparse.Namespace) -> int:
     console.print(f"{count:,} events written.")
     rules = args.rules or servegen.DEMO_RULES
     args.report = args.out  # the demo always writes its report.html there
-    return _run_replay(console, rules, [events_path], args)
+    return _run_replay(console, errors, rules, [events_path], args)
 
 
 def _run_replay(
-    console: Console, rules_path: Path, sources: list[Path], args: argparse.Namespace
+    console: Console,
+    errors: Console,
+    rules_path: Path,
+    sources: list[Path],
+    args: argparse.Namespace,
 ) -> int:
-    try:
-        rules = load_rules(rules_path)
-    except RuleError as error:
-        console.print(str(error), markup=False)
+    rules = _load_rules(errors, rules_path)
+    if rules is None:
         return 1
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        console.print(f"[red]error:[/] cannot create output folder {args.out}: {error}")
+    if not _make_output_folder(errors, args.out):
         return 2
-    console.print(f"Rules: {rules_path.resolve()}")
+    console.print(f"Rules: {rules_path.resolve()}", markup=False, soft_wrap=True)
 
     try:
         result, collector = _replay_into(console, rules, sources, args)
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
-        console.print(f"[red]error:[/] {error}", markup=True)
+    except EventsFileError as error:
+        _print_error(errors, str(error))
+        return 2
+    except OSError as error:
+        _print_error(errors, f"cannot write to output folder {args.out}: {error}")
         return 2
     if result.engine.stats.late:
-        console.print(
+        errors.print(
             f"[yellow]warning:[/] {result.engine.stats.late:,} events arrived more "
             f"than {result.engine.settings.allowed_lateness_s} s behind the newest "
             "event and were left out of the windows (they still count in budgets). "
             "Replay files in time order, or raise --allowed-lateness."
         )
-    return _finish_replay(console, result, collector, args, (rules, rules_path, sources))
+    inputs = (rules, rules_path, sources)
+    return _finish_replay(console, errors, result, collector, args, inputs)
 
 
 def _replay_into(
     console: Console, rules: RuleSet, sources: list[Path], args: argparse.Namespace
 ) -> tuple[BacktestResult, report.ReportCollector | None]:
     settings = EngineSettings(allowed_lateness_s=getattr(args, "allowed_lateness", 300))
-    with ExitStack() as stack:
-        alerts_out = stack.enter_context((args.out / "alerts.jsonl").open("wb"))
-        rejects_out = stack.enter_context((args.out / "rejected.jsonl").open("wb"))
+    # The files close when the ExitStack exits, before StagedOutputs renames them.
+    with StagedOutputs() as outputs, ExitStack() as stack:
+        alerts_path = outputs.stage(args.out / "alerts.jsonl")
+        rejects_path = outputs.stage(args.out / "rejected.jsonl")
+        alerts_out = stack.enter_context(alerts_path.open("wb"))
+        rejects_out = stack.enter_context(rejects_path.open("wb"))
         write_alert = write_alert_line(alerts_out)
         progress = _progress(console, sources, disabled=args.no_progress)
         stack.enter_context(progress)
@@ -324,6 +445,7 @@ def _replay_into(
 
 def _finish_replay(
     console: Console,
+    errors: Console,
     result: BacktestResult,
     collector: report.ReportCollector | None,
     args: argparse.Namespace,
@@ -333,22 +455,26 @@ def _finish_replay(
     console.print(_summary(result))
     console.print(
         f"Alerts: {args.out / 'alerts.jsonl'}   "
-        f"Rejected lines: {args.out / 'rejected.jsonl'}"
+        f"Rejected lines: {args.out / 'rejected.jsonl'}",
+        markup=False,
+        soft_wrap=True,
     )
     if collector is not None:
-        return _write_report(console, collector, result, rules, rules_path, sources, args)
+        return _write_report(
+            console, errors, collector, result, (rules, rules_path, sources), args
+        )
     return 0
 
 
 def _write_report(
     console: Console,
+    errors: Console,
     collector: report.ReportCollector,
     result: BacktestResult,
-    rules: RuleSet,
-    rules_path: Path,
-    sources: list[Path],
+    inputs: tuple[RuleSet, Path, list[Path]],
     args: argparse.Namespace,
 ) -> int:
+    rules, rules_path, sources = inputs
     try:
         path = report.build_report(
             args.report,
@@ -362,9 +488,15 @@ def _write_report(
             out=cast(TextIO, console.file),
         )
     except RuleError as error:
-        console.print(f"error: compared rules are invalid\n{error}", markup=False)
+        _print_error(errors, f"compared rules are invalid\n{error}")
         return 1
-    console.print(f"Report: {path}")
+    except EventsFileError as error:
+        _print_error(errors, f"the replay with the compared rules failed: {error}")
+        return 2
+    except OSError as error:
+        _print_error(errors, f"cannot write the report to {args.report}: {error}")
+        return 2
+    console.print(f"Report: {path}", markup=False, soft_wrap=True)
     return 0
 
 

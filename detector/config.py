@@ -93,6 +93,18 @@ ThresholdComparison = Literal[">=", ">", "<=", "<"]
 ALL_TENANTS = "*"
 
 
+class FieldError(ValueError):
+    """A failed check across fields that blames one field, named by its YAML key.
+
+    ``detector.ruleload`` reports it at that key's line, or at the entry's first
+    line when the key is missing from the file.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -134,12 +146,14 @@ class GatewayPolicy(_Frozen):
         ]
         for (low_name, low), (high_name, high) in zip(levels, levels[1:]):
             if low > high:
-                raise ValueError(
+                raise FieldError(
+                    low_name,
                     f"{low_name} {low} is above {high_name} {high}: "
                     "levels must rise from warn to degrade to block"
                 )
         if self.degrade_at_pct is not None and not self.degrade_to:
-            raise ValueError(
+            raise FieldError(
+                "degrade_to",
                 "degrade_at_pct is set but degrade_to is empty: map each model "
                 "to its smaller model, for example {gpt-4o: gpt-4o-mini}"
             )
@@ -177,12 +191,14 @@ class Budget(_Frozen):
     @model_validator(mode="after")
     def _period_fields(self) -> Budget:
         if self.anchor_day is not None and self.period != "monthly":
-            raise ValueError(
+            raise FieldError(
+                "anchor_day",
                 f"anchor_day is set but period is {self.period}: anchor_day applies "
                 "to monthly periods only, so remove it or set period: monthly"
             )
         if self.week_start is not None and self.period != "weekly":
-            raise ValueError(
+            raise FieldError(
+                "week_start",
                 f"week_start is set but period is {self.period}: week_start applies "
                 "to weekly periods only, so remove it or set period: weekly"
             )
@@ -281,22 +297,27 @@ class _WindowedRule(_RuleBase):
     def _signal_options(self) -> _WindowedRule:
         signal = self.signal
         if signal in QUANTILE_SIGNALS and self.quantile is None:
-            raise ValueError(
-                f"signal {signal} needs a quantile: add quantile: 0.95 (above 0 "
-                "and at most 1) for the p95"
+            raise FieldError(
+                "quantile",
+                f"missing required field 'quantile' for signal {signal}: add "
+                "quantile: 0.95 (above 0 and at most 1) for the p95",
             )
         if signal not in QUANTILE_SIGNALS and self.quantile is not None:
-            raise ValueError(
+            raise FieldError(
+                "quantile",
                 f"quantile {self.quantile} is set but signal is {signal}: quantile "
                 f"applies to {', '.join(QUANTILE_SIGNALS)} only, so remove it"
             )
         if signal in RATIO_SIGNALS and self.min_requests is None:
-            raise ValueError(
-                f"signal {signal} needs min_requests: add the fewest requests a "
-                "window must hold before its ratio counts, for example min_requests: 20"
+            raise FieldError(
+                "min_requests",
+                f"missing required field 'min_requests' for signal {signal}: add the "
+                "fewest requests a window must hold before its ratio counts, for "
+                "example min_requests: 20",
             )
         if self.min_requests is not None and not self.measured:
-            raise ValueError(
+            raise FieldError(
+                "min_requests",
                 f"min_requests {self.min_requests} is set but signal is {signal}: "
                 "min_requests applies to latency and ratio signals only, so remove it"
             )
@@ -341,13 +362,15 @@ class ThresholdRule(_WindowedRule):
     @model_validator(mode="after")
     def _threshold_fits_signal(self) -> ThresholdRule:
         if self.comparison in ("<=", "<") and not self.measured:
-            raise ValueError(
+            raise FieldError(
+                "comparison",
                 f"comparison {self.comparison!r} is set but signal is {self.signal}: "
                 "a total is checked as it rises, so use >= or >; a falling total "
                 "is a rate_of_change rule with direction: down"
             )
         if self.signal in RATIO_SIGNALS and self.threshold > 1:
-            raise ValueError(
+            raise FieldError(
+                "threshold",
                 f"threshold {self.threshold} is above 1 but {self.signal} is a ratio "
                 "from 0 to 1: write 5 % as 0.05"
             )
@@ -402,18 +425,21 @@ class RateOfChangeRule(_WindowedRule):
     @model_validator(mode="after")
     def _rate_levels(self) -> RateOfChangeRule:
         if self.clear_ratio is not None and self.clear_ratio > self.min_ratio:
-            raise ValueError(
+            raise FieldError(
+                "clear_ratio",
                 f"clear_ratio {self.clear_ratio} is above min_ratio {self.min_ratio}: "
                 "the clear level must be at or below the firing level"
             )
         if self.baseline_period_s < self.window_s:
-            raise ValueError(
+            raise FieldError(
+                "baseline_period",
                 f"baseline_period {self.baseline_period_s}s is shorter than window "
                 f"{self.window_s}s: the earlier windows would overlap"
             )
         span_s = self.baseline_weeks * self.baseline_period_s
         if self.recent_windows * self.window_s > span_s:
-            raise ValueError(
+            raise FieldError(
+                "recent_windows",
                 f"recent_windows {self.recent_windows} of {self.window_s}s reach "
                 f"further back than the {span_s}s of baseline history that is "
                 "kept: use fewer recent windows or more baseline periods"

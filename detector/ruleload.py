@@ -11,7 +11,9 @@ Each file is validated as a ``RuleFile`` first. When every file is valid, the
 files are merged into one ``RuleSet``. The checks across entries (repeated ids,
 unknown budget references, a second ``defaults`` section) run here rather than in
 ``RuleSet``, because only the loader has the file and line of each entry.
-``RuleSet`` still validates the merged result.
+``RuleSet`` still validates the merged result. The checks across entries also
+cover the entries of invalid files that are valid on their own, so one run
+reports both kinds of error.
 
 Scalars follow the YAML 1.2 core schema instead of PyYAML's YAML 1.1 rules, which
 read ``no`` as false, ``1:30`` as 90 and ``010`` as 8 and would silently change
@@ -30,13 +32,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from detector.config import (
     ALL_TENANTS,
     Budget,
     Defaults,
+    FieldError,
     ForecastRule,
     PriceOverride,
     RateOfChangeRule,
@@ -453,6 +456,20 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# Hints for missing required rule fields, where "add it" is not enough to act on.
+_MISSING_HINTS = {
+    "window": "a duration such as 5m or 1h",
+    "threshold": (
+        "the value that fires the alert in the signal's unit, such as dollars for "
+        "spend, milliseconds for ttft_ms or a fraction from 0 to 1 for error_rate"
+    ),
+    "min_ratio": "the ratio to the baseline that fires the alert, above 1, such as 2",
+    "min_increase": (
+        "the smallest increase over the baseline worth an alert, in the signal's unit"
+    ),
+    "budget": "the id of a budget defined under budgets",
+}
+
 _COLLECTION_TYPES = {
     "tuple_type": "a list of '- ' items",
     "list_type": "a list of '- ' items",
@@ -471,7 +488,10 @@ def _describe(error: ErrorDetails) -> str:
     if kind == "extra_forbidden":
         return _unknown_field_message(loc)
     if kind == "missing":
-        return f"missing required field {loc[-1]!r}: add it"
+        hint = "it"
+        if loc[0] == "rules":
+            hint = _MISSING_HINTS.get(str(loc[-1]), hint)
+        return f"missing required field {loc[-1]!r}: add {hint}"
     if kind == "union_tag_not_found":
         tiers = ", ".join(_TIER_MODELS)
         return f"missing required field 'tier': set it to one of {tiers}"
@@ -518,11 +538,21 @@ def _validate_document(document: _Document) -> tuple[RuleFile | None, list[Probl
     except ValidationError as error:
         problems = []
         for detail in error.errors(include_url=False):
-            path = _strip_tags(tuple(detail["loc"]), document.data)
-            if detail["type"] in ("union_tag_invalid", "union_tag_not_found"):
-                path = (*path, _DISCRIMINATOR)
+            path = _error_path(detail, document.data)
             problems.append(document.problem(path, _describe(detail)))
         return None, problems
+
+
+def _error_path(detail: ErrorDetails, data: Any) -> YamlPath:
+    """Return the path in the file of the key that a pydantic error concerns."""
+    path = _strip_tags(tuple(detail["loc"]), data)
+    if detail["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        return (*path, _DISCRIMINATOR)
+    # A model check across fields names the field it blames.
+    blamed = (detail.get("ctx") or {}).get("error")
+    if isinstance(blamed, FieldError):
+        return (*path, blamed.field)
+    return path
 
 
 # ---------------------------------------------------------------------------
@@ -549,6 +579,15 @@ class _Origin:
         return f"{self.document.path}:{position.line}:{position.column}"
 
 
+_ENTRY_ADAPTERS: dict[str, TypeAdapter[Any]] = {
+    "defaults": TypeAdapter(Defaults),
+    "tenants": TypeAdapter(Tenant),
+    "budgets": TypeAdapter(Budget),
+    "rules": TypeAdapter(Rule),
+    "prices": TypeAdapter(PriceOverride),
+}
+
+
 @dataclass
 class _Merged:
     """The entries of all files in file order, each with its origin."""
@@ -558,6 +597,11 @@ class _Merged:
     budgets: list[tuple[Budget, _Origin]] = field(default_factory=list)
     rules: list[tuple[Rule, _Origin]] = field(default_factory=list)
     prices: list[tuple[PriceOverride, _Origin]] = field(default_factory=list)
+    # The ids of invalid budget entries, which rules may still refer to.
+    invalid_budget_ids: set[str] = field(default_factory=set)
+    # False when some file could not be read far enough to list its budget
+    # ids, so an unknown budget reference may name a budget defined there.
+    budget_ids_complete: bool = True
 
     def add(self, rule_file: RuleFile, document: _Document) -> None:
         if rule_file.defaults is not None:
@@ -570,6 +614,46 @@ class _Merged:
             self.rules.append((rule, _Origin(document, ("rules", index))))
         for index, price in enumerate(rule_file.prices):
             self.prices.append((price, _Origin(document, ("prices", index))))
+
+    def add_valid_entries(self, document: _Document) -> None:
+        """Add the entries of a file with errors that are valid on their own."""
+        data = document.data
+        if not isinstance(data, dict):
+            self.budget_ids_complete = False
+            return
+        defaults = _valid_entry("defaults", data.get("defaults"))
+        if defaults is not None:
+            self.defaults.append((defaults, _Origin(document, ("defaults",))))
+        for section in ("tenants", "budgets", "rules", "prices"):
+            items = data.get(section)
+            if items is None:
+                continue
+            if not isinstance(items, list):
+                if section == "budgets":
+                    self.budget_ids_complete = False
+                continue
+            for index, item in enumerate(items):
+                entry = _valid_entry(section, item)
+                if entry is not None:
+                    origin = _Origin(document, (section, index))
+                    getattr(self, section).append((entry, origin))
+                elif section == "budgets":
+                    self._add_invalid_budget(item)
+
+    def _add_invalid_budget(self, item: Any) -> None:
+        budget_id = item.get("id") if isinstance(item, dict) else None
+        if isinstance(budget_id, str):
+            self.invalid_budget_ids.add(budget_id)
+        else:
+            self.budget_ids_complete = False
+
+
+def _valid_entry(section: str, item: Any) -> Any:
+    """Return ``item`` validated as an entry of ``section``, or None if invalid."""
+    try:
+        return _ENTRY_ADAPTERS[section].validate_python(item)
+    except ValidationError:
+        return None
 
 
 def _reference_problems(merged: _Merged) -> list[Problem]:
@@ -612,10 +696,14 @@ def _repeated_id_problems(entries: list[tuple[str, _Origin]]) -> list[Problem]:
 
 
 def _budget_reference_problems(merged: _Merged) -> list[Problem]:
+    if not merged.budget_ids_complete:
+        return []
     problems = []
     known = sorted({budget.id for budget, _ in merged.budgets})
     for rule, origin in merged.rules:
         if not isinstance(rule, ForecastRule) or rule.budget in known:
+            continue
+        if rule.budget in merged.invalid_budget_ids:
             continue
         if known:
             fix = f"use one of {', '.join(known)} or define it under budgets"
@@ -737,7 +825,10 @@ def _routing_problems(document: _Document) -> list[Problem]:
     placeholders, so the check covers the section's fields and names, such as a
     route naming an unknown receiver, without the secrets.
     """
-    if not isinstance(document.data, dict) or document.data.get("routing") is None:
+    # A routing value that is not a mapping is already an error of the RuleFile.
+    if not isinstance(document.data, dict) or not isinstance(
+        document.data.get("routing"), dict
+    ):
         return []
     # Imported here because routing.load imports this module's YAML helpers.
     from routing.config import RoutingFile, reference_problems
@@ -798,20 +889,19 @@ def check_rules(path: Path) -> tuple[RuleSet | None, list[Problem]]:
     for file in files:
         document = _read_document(file, problems)
         if document is None:
+            merged.budget_ids_complete = False
             continue
         rule_file, file_problems = _validate_document(document)
         problems.extend(file_problems)
         if rule_file is not None:
             merged.add(rule_file, document)
-            problems.extend(_routing_problems(document))
+        else:
+            merged.add_valid_entries(document)
+        problems.extend(_routing_problems(document))
 
-    # Cross-file checks only make sense once every file is valid: an entry in an
-    # invalid file would otherwise show up as a missing reference.
+    problems.extend(_reference_problems(merged))
     if any(problem.severity == "error" for problem in problems):
         return None, _sorted(problems)
-    reference_problems = _reference_problems(merged)
-    if reference_problems:
-        return None, _sorted(reference_problems)
     ruleset = _build_ruleset(merged, path)
     if isinstance(ruleset, Problem):
         return None, [ruleset]

@@ -1,43 +1,56 @@
-"""``burnrate backtest`` on CSV metric series: one series per file, one tenant each."""
+"""``burnrate backtest`` on CSV metric series: one series per file, one tenant each.
+
+Every file is read before the first replay, so a bad row in the last file stops
+the run before any alert is printed. The outputs are staged with
+``StagedOutputs``, so a run that fails leaves the output folder as it was.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 
 from detector.alerts import format_console
-from detector.backtest import write_alert_line
-from detector.errors import RuleError
-from detector.ruleload import load_rules
-from detector.seriescsv import SeriesFormatError, replay_series_csv, write_alert_column
+from detector.backtest import StagedOutputs, write_alert_line
+from detector.config import RuleSet
+from detector.engine import EngineSettings
+from detector.seriescsv import SeriesRow, read_series, replay_series, write_alert_column
+
+Series = tuple[Path, list[SeriesRow]]
 
 
-def run_series(console: Console, args: argparse.Namespace) -> int:
-    """Replay each CSV file; write alerts.jsonl and <name>.alerts.csv to --out."""
-    try:
-        rules = load_rules(args.rules)
-    except RuleError as error:
-        console.print(str(error), markup=False)
-        return 1
-    args.out.mkdir(parents=True, exist_ok=True)
-    with (args.out / "alerts.jsonl").open("wb") as alerts_out:
+def read_all_series(paths: list[Path]) -> list[Series]:
+    """Read every CSV file. Raises SeriesFormatError or OSError on the first bad one."""
+    return [(path, read_series(path)) for path in paths]
+
+
+def run_series(
+    console: Console, rules: RuleSet, series: list[Series], args: argparse.Namespace
+) -> None:
+    """Replay each series and write alerts.jsonl and NAME.alerts.csv to --out.
+
+    The folder --out must exist. Raises OSError when a file in it cannot be
+    written.
+    """
+    settings = EngineSettings(allowed_lateness_s=args.allowed_lateness)
+    outputs = StagedOutputs()
+    # The alerts file closes before StagedOutputs renames it.
+    with outputs, outputs.stage(args.out / "alerts.jsonl").open("wb") as alerts_out:
         write_alert = write_alert_line(alerts_out)
-        for path in args.events:
-            try:
-                replay = replay_series_csv(rules, path, step_s=args.series_step)
-            except SeriesFormatError as error:
-                # Exit 2, as for other unreadable input: a bad row stops the
-                # file, because skipping it would shift the rows re-timed after it.
-                console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
-                return 2
+        for path, rows in series:
+            replay = replay_series(
+                rules, rows, step_s=args.series_step, settings=settings
+            )
             for record in replay.records:
                 write_alert(record)
                 if not args.quiet:
                     console.print(format_console(record), markup=False, soft_wrap=True)
-            write_alert_column(replay, args.out / f"{path.stem}.alerts.csv")
+            column_path = outputs.stage(args.out / f"{path.stem}.alerts.csv")
+            write_alert_column(replay, column_path)
             console.print(
-                f"{path}: {len(replay.rows)} rows, {len(replay.alert_rows)} alerts"
+                f"{path}: {len(replay.rows)} rows, {len(replay.alert_rows)} alerts",
+                markup=False,
+                soft_wrap=True,
             )
-    return 0

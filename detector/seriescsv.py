@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ from detector.events import Event
 from detector.pricing import CostSource, Priced, Pricer
 
 SERIES_TENANT = "series"
+_UTF8_BOM = b"\xef\xbb\xbf"
 _PROVIDER = "series"
 _MODEL = "value"
 
@@ -66,25 +68,45 @@ class SeriesReplay:
     records: list[AlertRecord]
     # The rows as read, with their own timestamps even when re-timed.
     rows: list[SeriesRow]
-    # Row index of each firing record (repeats excluded): the last row whose
-    # (re-timed) timestamp is before the evaluation that fired.
+    # Row index of each firing record (repeats excluded). A record that a row
+    # fired (threshold and budget checks) maps to that row, and a record of a
+    # tick evaluation to the last row whose (re-timed) timestamp is before it.
     alert_rows: list[int]
     engine: Engine
 
 
 def read_series(path: Path) -> list[SeriesRow]:
-    """Read a ``timestamp,value`` CSV file; raises SeriesFormatError on bad rows."""
-    with path.open(newline="") as stream:
-        reader = csv.reader(stream)
+    """Read a ``timestamp,value`` CSV file.
+
+    Raises SeriesFormatError on an invalid header, row or encoding, and OSError
+    when the file cannot be read.
+    """
+    reader = csv.reader(io.StringIO(_decode(path, path.read_bytes()), newline=""))
+    try:
         header = next(reader, None)
-        if header is None or [name.strip() for name in header[:2]] != [
-            "timestamp",
-            "value",
-        ]:
+        if header is None:
+            raise SeriesFormatError(f"{path}: file is empty, expected timestamp,value")
+        if [name.strip() for name in header[:2]] != ["timestamp", "value"]:
             raise SeriesFormatError(
-                f"{path}: the header is {header}, expected timestamp,value"
+                f"{path}:1: the header is {header}, expected timestamp,value"
             )
-        return [_row(path, number, fields) for number, fields in enumerate(reader, 2)]
+        # Blank lines are skipped, as csv.DictReader skips them.
+        return [_row(path, reader.line_num, fields) for fields in reader if fields]
+    except csv.Error as error:
+        message = f"{path}:{reader.line_num}: invalid CSV: {error}"
+        raise SeriesFormatError(message) from None
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    raw = raw.removeprefix(_UTF8_BOM)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise SeriesFormatError(
+            f"{path}:{line}: invalid UTF-8 byte 0x{raw[error.start]:02x}: "
+            "save the file as UTF-8"
+        ) from None
 
 
 def _row(path: Path, number: int, fields: list[str]) -> SeriesRow:
@@ -139,17 +161,30 @@ def replay_series(
 ) -> SeriesReplay:
     """Replay the rows as one tenant's events and map each alert to its row."""
     timed = retime(rows, step_s) if step_s is not None else rows
+    times_s = [row.timestamp.timestamp() for row in timed]
     engine = Engine(rules, SeriesPricer(), settings)
     records: list[AlertRecord] = []
-    for event in series_events(timed):
-        records.extend(engine.process(event))
-    if engine.watermark_s is not None:
-        records.extend(engine.advance_to_s(engine.watermark_s + engine.settings.tick_s))
+    record_rows: list[int] = []
 
-    times_s = [row.timestamp.timestamp() for row in timed]
+    def add_ticked(ticked: list[AlertRecord]) -> None:
+        records.extend(ticked)
+        for record in ticked:
+            after = bisect.bisect_left(times_s, record.event_time.timestamp())
+            record_rows.append(max(0, after - 1))
+
+    for index, event in enumerate(series_events(timed)):
+        # Evaluate the ticks up to the row first, so that every record that
+        # process() returns was fired by the row itself.
+        add_ticked(engine.advance_to_s(int(event.timestamp.timestamp())))
+        fired = engine.process(event)
+        records.extend(fired)
+        record_rows.extend([index] * len(fired))
+    if engine.watermark_s is not None:
+        add_ticked(engine.advance_to_s(engine.watermark_s + engine.settings.tick_s))
+
     alert_rows = [
-        max(0, bisect.bisect_left(times_s, record.event_time.timestamp()) - 1)
-        for record in records
+        row
+        for record, row in zip(records, record_rows, strict=True)
         if record.status == "firing" and record.repeat == 0
     ]
     return SeriesReplay(records, rows, alert_rows, engine)

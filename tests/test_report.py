@@ -203,6 +203,8 @@ def test_invalid_compare_fails_before_replay(
         ]
     )
 
+    captured = capsys.readouterr()
     assert code == 1
-    assert "compared rules are invalid" in capsys.readouterr().out
+    assert captured.out == ""
+    assert captured.err.startswith("error: compared rules are invalid\n")
     assert not (tmp_path / "out").exists()

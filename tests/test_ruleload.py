@@ -22,6 +22,10 @@ _RULE_FIELDS = (
     "threshold, comparison, for"
 )
 _DURATION_FIX = "use a whole number with s, m, h, d or w, for example 15m"
+_MIN_REQUESTS_FIX = (
+    "add the fewest requests a window must hold before its ratio counts, for "
+    "example min_requests: 20"
+)
 
 # One folder per kind of error under tests/fixtures/rules_invalid, with every
 # message that checking the folder must print, in order.
@@ -35,8 +39,9 @@ INVALID_CASES: dict[str, list[str]] = {
     ],
     "clear_above_fire": [
         (
-            "clear_above_fire/alerts.yaml:2:5: error: rules[0]: clear_ratio 3 is "
-            "above min_ratio 2: the clear level must be at or below the firing level"
+            "clear_above_fire/alerts.yaml:6:5: error: rules[0].clear_ratio: "
+            "clear_ratio 3 is above min_ratio 2: the clear level must be at or below "
+            "the firing level"
         ),
     ],
     "both_limits": [
@@ -88,7 +93,8 @@ INVALID_CASES: dict[str, list[str]] = {
     "missing_field": [
         (
             "missing_field/alerts.yaml:2:5: error: rules[0].min_increase: missing "
-            "required field 'min_increase': add it"
+            "required field 'min_increase': add the smallest increase over the "
+            "baseline worth an alert, in the signal's unit"
         ),
     ],
     "multiple_documents": [
@@ -137,7 +143,7 @@ INVALID_CASES: dict[str, list[str]] = {
     "unknown_field": [
         (
             "unknown_field/alerts.yaml:2:5: error: rules[0].window: missing required "
-            "field 'window': add it"
+            "field 'window': add a duration such as 5m or 1h"
         ),
         (
             "unknown_field/alerts.yaml:4:5: error: rules[0].window_s: unknown field "
@@ -198,16 +204,71 @@ INVALID_CASES: dict[str, list[str]] = {
             "${ENV:NAME}, set webhook_url_env: NAME or webhook_url_file: PATH"
         ),
     ],
-    "misplaced_period_field": [
+    "signal_fields": [
         (
-            "misplaced_period_field/budgets.yaml:2:5: error: budgets[0]: anchor_day "
-            "is set but period is weekly: anchor_day applies to monthly periods "
-            "only, so remove it or set period: monthly"
+            "signal_fields/alerts.yaml:2:5: error: rules[0].threshold: missing required "
+            "field 'threshold': add the value that fires the alert in the signal's "
+            "unit, such as dollars for spend, milliseconds for ttft_ms or a fraction "
+            "from 0 to 1 for error_rate"
         ),
         (
-            "misplaced_period_field/budgets.yaml:6:5: error: budgets[1]: week_start "
-            "is set but period is monthly: week_start applies to weekly periods "
-            "only, so remove it or set period: weekly"
+            "signal_fields/alerts.yaml:7:5: error: rules[1].min_requests: missing "
+            f"required field 'min_requests' for signal error_rate: {_MIN_REQUESTS_FIX}"
+        ),
+        (
+            "signal_fields/alerts.yaml:17:5: error: rules[2].threshold: threshold 5 is "
+            "above 1 but error_rate is a ratio from 0 to 1: write 5 % as 0.05"
+        ),
+        (
+            "signal_fields/alerts.yaml:22:5: error: rules[3].min_requests: "
+            "min_requests 20 is set but signal is spend: min_requests applies to "
+            "latency and ratio signals only, so remove it"
+        ),
+        (
+            "signal_fields/alerts.yaml:24:5: error: rules[4].quantile: missing required "
+            "field 'quantile' for signal ttft_ms: add quantile: 0.95 (above 0 and at "
+            "most 1) for the p95"
+        ),
+    ],
+    "reference_and_schema_errors": [
+        (
+            "reference_and_schema_errors/alerts.yaml:4:5: error: rules[0].window: "
+            f"invalid duration '1hour': {_DURATION_FIX}"
+        ),
+        (
+            "reference_and_schema_errors/alerts.yaml:8:5: error: rules[1].budget: "
+            "unknown budget 'monthly': use one of monthly-spend or define it under "
+            "budgets"
+        ),
+        (
+            "reference_and_schema_errors/budgets.yaml:6:5: error: budgets[1].limit_usd: "
+            "invalid value 'lots': input should be a valid decimal"
+        ),
+        (
+            "reference_and_schema_errors/routing.yaml:10:9: error: "
+            "routing.route.routes[0].receiver: unknown receiver 'pagerduty-oncall': "
+            "use one of slack-spend"
+        ),
+        (
+            "reference_and_schema_errors/tenants.yaml:4:5: error: tenants[1].id: "
+            "tenant id 'acme' is already defined at "
+            "reference_and_schema_errors/tenants.yaml:2:5: rename or remove one of them"
+        ),
+        (
+            "reference_and_schema_errors/tenants.yaml:7:5: error: tenants[2].timezone: "
+            "unknown time zone 'US/NewYork': use an IANA name such as Europe/Berlin"
+        ),
+    ],
+    "misplaced_period_field": [
+        (
+            "misplaced_period_field/budgets.yaml:4:5: error: budgets[0].anchor_day: "
+            "anchor_day is set but period is weekly: anchor_day applies to monthly "
+            "periods only, so remove it or set period: monthly"
+        ),
+        (
+            "misplaced_period_field/budgets.yaml:8:5: error: budgets[1].week_start: "
+            "week_start is set but period is monthly: week_start applies to weekly "
+            "periods only, so remove it or set period: weekly"
         ),
         (
             "misplaced_period_field/budgets.yaml:10:5: error: budgets[2].anchor_day: "
@@ -615,6 +676,143 @@ def test_unknown_yaml_tag(tmp_path: Path) -> None:
         "invalid YAML: could not determine a constructor for the tag "
         "'tag:yaml.org,2002:python/object:os.system'"
     )
+
+
+# A check across fields reports at the line of the field it blames.
+FIELD_CHECK_CASES = [
+    (
+        """\
+budgets:
+  - id: monthly-spend
+    limit_usd: 100
+    gateway:
+      warn_at_pct: 90
+      block_at_pct: 50
+""",
+        (
+            5,
+            "budgets[0].gateway.warn_at_pct",
+            (
+                "warn_at_pct 90 is above block_at_pct 50: levels must rise from warn "
+                "to degrade to block"
+            ),
+        ),
+    ),
+    (
+        """\
+budgets:
+  - id: monthly-spend
+    limit_usd: 100
+    gateway:
+      degrade_at_pct: 90
+""",
+        (
+            4,
+            "budgets[0].gateway.degrade_to",
+            (
+                "degrade_at_pct is set but degrade_to is empty: map each model to its "
+                "smaller model, for example {gpt-4o: gpt-4o-mini}"
+            ),
+        ),
+    ),
+    (
+        """\
+rules:
+  - id: spike
+    tier: rate_of_change
+    window: 2h
+    baseline_period: 1h
+    min_ratio: 2
+    min_increase: 5
+""",
+        (
+            5,
+            "rules[0].baseline_period",
+            (
+                "baseline_period 3600s is shorter than window 7200s: the earlier "
+                "windows would overlap"
+            ),
+        ),
+    ),
+    (
+        """\
+rules:
+  - id: spike
+    tier: rate_of_change
+    window: 1h
+    baseline_period: 1h
+    recent_windows: 3
+    min_ratio: 2
+    min_increase: 5
+""",
+        (
+            6,
+            "rules[0].recent_windows",
+            (
+                "recent_windows 3 of 3600s reach further back than the 3600s of "
+                "baseline history that is kept: use fewer recent windows or more "
+                "baseline periods"
+            ),
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), FIELD_CHECK_CASES)
+def test_field_check_points_at_field(
+    tmp_path: Path, text: str, expected: tuple[int, str, str]
+) -> None:
+    """An error of a check across fields is reported on the blamed key's line."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(text, encoding="utf-8")
+
+    _, problems = check_rules(path)
+
+    assert [(p.line, p.field, p.message) for p in problems] == [expected]
+
+
+BUDGETS = """\
+budgets:
+  - id: monthly-spend
+    limit_usd: 5000
+"""
+
+
+def test_budget_in_invalid_entry_not_unknown(tmp_path: Path) -> None:
+    """A budget whose own entry is invalid is not reported as unknown."""
+    rules = _write(
+        tmp_path / "rules",
+        {
+            "budgets.yaml": BUDGETS + "  - id: daily-spend\n    limit_usd: lots\n",
+            "alerts.yaml": (
+                "rules:\n  - id: daily-forecast\n    tier: predictive\n"
+                "    budget: daily-spend\n"
+            ),
+        },
+    )
+
+    _, problems = check_rules(rules)
+
+    assert [p.field for p in problems] == ["budgets[1].limit_usd"]
+
+
+def test_unreadable_file_hides_unknown_budget(tmp_path: Path) -> None:
+    """A file that is not valid YAML may define any budget, so none is unknown."""
+    rules = _write(
+        tmp_path / "rules",
+        {
+            "budgets.yaml": BUDGETS,
+            "more_budgets.yaml": "budgets: [\n",
+            "alerts.yaml": (
+                "rules:\n  - id: forecast\n    tier: predictive\n    budget: weekly\n"
+            ),
+        },
+    )
+
+    _, problems = check_rules(rules)
+
+    assert [p.path.name for p in problems] == ["more_budgets.yaml"]
+    assert problems[0].message.startswith("invalid YAML:")
 
 
 def test_problem_str_whole_file() -> None:

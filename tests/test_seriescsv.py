@@ -51,6 +51,53 @@ def test_spike_flagged_on_its_row(tmp_path: Path) -> None:
     assert replay.alert_rows == [40]  # window 03:15-03:25 holds row 40 (03:20)
 
 
+def test_threshold_flagged_on_crossing_row(tmp_path: Path) -> None:
+    """A threshold alert is attributed to the row that fired it."""
+    rules = RuleSet.model_validate(
+        {"rules": [{"id": "high", "tier": "absolute", "window": "1h", "threshold": 10}]}
+    )
+    write_series(tmp_path / "s.csv", ["4", "4", "4", "4"])
+
+    replay = replay_series_csv(rules, tmp_path / "s.csv")
+
+    assert replay.alert_rows == [2]  # 4 + 4 + 4 = 12 reaches 10 on row 2
+
+
+def test_non_utf8_row_rejected(tmp_path: Path) -> None:
+    """A byte that is not UTF-8 is reported with its line instead of a traceback."""
+    (tmp_path / "s.csv").write_bytes(b"timestamp,value\n2014-04-01 00:00:00,\xff\n")
+
+    with pytest.raises(SeriesFormatError) as caught:
+        read_series(tmp_path / "s.csv")
+
+    assert str(caught.value) == (
+        f"{tmp_path / 's.csv'}:2: invalid UTF-8 byte 0xff: save the file as UTF-8"
+    )
+
+
+def test_blank_lines_skipped(tmp_path: Path) -> None:
+    """Blank lines, such as one at the end of the file, are not rows."""
+    (tmp_path / "s.csv").write_text(
+        "timestamp,value\n2014-04-01 00:00:00,1\n\n2014-04-01 00:05:00,2\n\n"
+    )
+
+    rows = read_series(tmp_path / "s.csv")
+
+    assert [str(row.value) for row in rows] == ["1", "2"]
+
+
+def test_empty_file_rejected(tmp_path: Path) -> None:
+    """An empty file is rejected with a message naming the expected header."""
+    (tmp_path / "s.csv").write_text("")
+
+    with pytest.raises(SeriesFormatError) as caught:
+        read_series(tmp_path / "s.csv")
+
+    assert str(caught.value) == (
+        f"{tmp_path / 's.csv'}: file is empty, expected timestamp,value"
+    )
+
+
 def test_negative_values_kept(tmp_path: Path) -> None:
     """Negative values are replayed as they are, not priced as unknown."""
     write_series(tmp_path / "s.csv", ["-1.5", "-2.5"])
@@ -86,7 +133,11 @@ def test_bad_row_stops_backtest(
          "--out", str(tmp_path / "out")]
     )
 
-    output = capsys.readouterr().out
+    captured = capsys.readouterr()
     assert code == 2
-    assert f"error: {tmp_path / 's.csv'}:4: invalid row" in output
-    assert "[red]" not in output
+    assert captured.out == ""
+    assert captured.err == (
+        f"error: {tmp_path / 's.csv'}:4: invalid row ['garbage', 'row']: use an ISO "
+        "8601 timestamp and a decimal number\n"
+    )
+    assert not (tmp_path / "out").exists()

@@ -712,27 +712,28 @@ def test_invalid_signal_options_named(tmp_path: Path, monkeypatch: pytest.Monkey
     assert ruleset is None
     assert [str(problem) for problem in problems] == [
         (
-            "rules/alerts.yaml:2:5: error: rules[0]: signal ttft_ms needs a quantile: "
-            "add quantile: 0.95 (above 0 and at most 1) for the p95"
+            "rules/alerts.yaml:2:5: error: rules[0].quantile: missing required field "
+            "'quantile' for signal ttft_ms: add quantile: 0.95 (above 0 and at most 1) "
+            "for the p95"
         ),
         (
-            "rules/alerts.yaml:7:5: error: rules[1]: quantile 0.95 is set but signal is "
-            "spend: quantile applies to ttft_ms, inter_token_ms, max_inter_token_gap_ms, "
-            "output_tokens_per_s, duration_ms only, so remove it"
+            "rules/alerts.yaml:10:5: error: rules[1].quantile: quantile 0.95 is set but "
+            "signal is spend: quantile applies to ttft_ms, inter_token_ms, "
+            "max_inter_token_gap_ms, output_tokens_per_s, duration_ms only, so remove it"
         ),
         (
-            "rules/alerts.yaml:13:5: error: rules[2]: signal error_rate needs "
-            "min_requests: add the fewest requests a window must hold before its ratio "
-            "counts, for example min_requests: 20"
+            "rules/alerts.yaml:13:5: error: rules[2].min_requests: missing required "
+            "field 'min_requests' for signal error_rate: add the fewest requests a "
+            "window must hold before its ratio counts, for example min_requests: 20"
         ),
         (
-            "rules/alerts.yaml:19:5: error: rules[3]: threshold 5 is above 1 but "
-            "error_rate is a ratio from 0 to 1: write 5 % as 0.05"
+            "rules/alerts.yaml:24:5: error: rules[3].threshold: threshold 5 is above 1 "
+            "but error_rate is a ratio from 0 to 1: write 5 % as 0.05"
         ),
         (
-            "rules/alerts.yaml:25:5: error: rules[4]: comparison '<=' is set but signal "
-            "is spend: a total is checked as it rises, so use >= or >; a falling total "
-            "is a rate_of_change rule with direction: down"
+            "rules/alerts.yaml:30:5: error: rules[4].comparison: comparison '<=' is set "
+            "but signal is spend: a total is checked as it rises, so use >= or >; a "
+            "falling total is a rate_of_change rule with direction: down"
         ),
         (
             "rules/alerts.yaml:34:5: error: rules[5].quantile: invalid value 95: input "
