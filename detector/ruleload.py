@@ -393,12 +393,19 @@ def _tier_models() -> dict[str, type[BaseModel]]:
 _TIER_MODELS = _tier_models()
 
 
-def _model_at(loc: YamlPath) -> type[BaseModel] | None:
-    """Return the model that validates the mapping at ``loc`` (tags included)."""
+def _model_at(
+    loc: YamlPath, root: type[BaseModel] = RuleFile
+) -> type[BaseModel] | None:
+    """Return the model that validates the mapping at ``loc`` (tags included).
+
+    Below a ``root`` other than ``RuleFile`` only the top level is known.
+    """
     # NOTE: a section added to RuleFile needs a case here, else an unknown field
     # in it is reported without the list of allowed fields.
     if loc == ():
-        return RuleFile
+        return root
+    if root is not RuleFile:
+        return None
     if loc == ("defaults",):
         return Defaults
     if len(loc) == 2 and isinstance(loc[1], int):
@@ -479,14 +486,17 @@ _COLLECTION_TYPES = {
 }
 
 
-def _describe(error: ErrorDetails) -> str:
-    """Turn one pydantic error into a message with the bad value and the fix."""
+def _describe(error: ErrorDetails, root: type[BaseModel] = RuleFile) -> str:
+    """Turn one pydantic error into a message with the bad value and the fix.
+
+    ``root`` is the model of the whole file, which names the allowed fields.
+    """
     kind = error["type"]
     loc = tuple(error["loc"])
     value = error.get("input")
     context = error.get("ctx") or {}
     if kind == "extra_forbidden":
-        return _unknown_field_message(loc)
+        return _unknown_field_message(loc, root)
     if kind == "missing":
         hint = "it"
         if loc[0] == "rules":
@@ -512,9 +522,9 @@ def _describe(error: ErrorDetails) -> str:
     return f"invalid value {_show(value)}: {message}"
 
 
-def _unknown_field_message(loc: YamlPath) -> str:
+def _unknown_field_message(loc: YamlPath, root: type[BaseModel] = RuleFile) -> str:
     name = str(loc[-1])
-    model = _model_at(loc[:-1])
+    model = _model_at(loc[:-1], root)
     if model is None:
         return f"unknown field {name!r}: remove it"
     allowed = _field_names(model)

@@ -56,13 +56,15 @@ from pydantic import (
 )
 
 from detector.alerts import AlertRecord
-from detector.config import RuleSet, parse_duration_s
+from detector.config import RuleFile, RuleSet, parse_duration_s
 from detector.engine import Engine
 from detector.errors import Problem, RuleError
 from detector.events import Event
 from detector.pricing import Pricer
 from detector.ruleload import _describe, _read_document, load_rules
 
+# Sections only a rules file has; a test file's ``rules`` names a folder.
+_RULE_SECTIONS = frozenset(RuleFile.model_fields) - {"rules"}
 DEFAULT_MODEL = "gpt-4o"
 DEFAULT_PROVIDER = "openai"
 _VALUE_FIELDS = (
@@ -429,14 +431,31 @@ def load_test_file(path: Path) -> RuleTestFile:
     document = _read_document(path, problems)
     if document is None:
         raise RuleError(problems)
+    data = document.data
+    if isinstance(data, dict) and "tests" not in data and _looks_like_rules(data):
+        raise RuleError(
+            [
+                document.problem(
+                    (),
+                    "this is a rules file, not a rule test file (it has no tests "
+                    "key): pass the folder or files of the tests, for example "
+                    "rules/tests/",
+                )
+            ]
+        )
     try:
-        return RuleTestFile.model_validate(document.data)
+        return RuleTestFile.model_validate(data)
     except ValidationError as error:
         located = [
-            document.problem(tuple(detail["loc"]), _describe(detail))
+            document.problem(tuple(detail["loc"]), _describe(detail, RuleTestFile))
             for detail in error.errors(include_url=False)
         ]
         raise RuleError(located) from None
+
+
+def _looks_like_rules(data: dict[str, Any]) -> bool:
+    """Return whether a mapping without ``tests`` is a rules file's content."""
+    return bool(set(data) & _RULE_SECTIONS) or isinstance(data.get("rules"), list)
 
 
 def collect_test_files(paths: list[Path]) -> list[Path]:

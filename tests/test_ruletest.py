@@ -137,3 +137,34 @@ def test_invalid_test_file_located(tmp_path: Path) -> None:
             "remove it"
         ),
     ]
+
+
+def test_rules_file_named_as_such(tmp_path: Path) -> None:
+    """A rules file given as a test says so and names the tests folder."""
+    path = tmp_path / "budgets.yaml"
+    path.write_text("budgets:\n  - id: daily\n    limit_usd: 5\n", encoding="utf-8")
+
+    with pytest.raises(RuleError) as caught:
+        load_test_file(path)
+
+    assert [str(problem) for problem in caught.value.problems] == [
+        (
+            f"{path}:1:1: error: this is a rules file, not a rule test file (it has "
+            "no tests key): pass the folder or files of the tests, for example "
+            "rules/tests/"
+        )
+    ]
+
+
+def test_unknown_top_level_key_lists_test_fields(tmp_path: Path) -> None:
+    """An unknown key at the top of a test file lists the test file's fields."""
+    path = tmp_path / "typo.yaml"
+    path.write_text("rules: ..\ntests: []\ndefaults: {}\n", encoding="utf-8")
+
+    with pytest.raises(RuleError) as caught:
+        load_test_file(path)
+
+    assert [str(problem) for problem in caught.value.problems] == [
+        f"{path}:3:1: error: defaults: unknown field 'defaults': remove it or use "
+        "one of rules, tests"
+    ]
