@@ -165,6 +165,8 @@ def test_unknown_top_level_key_lists_test_fields(tmp_path: Path) -> None:
         load_test_file(path)
 
     assert [str(problem) for problem in caught.value.problems] == [
-        f"{path}:3:1: error: defaults: unknown field 'defaults': remove it or use "
-        "one of rules, tests"
+        (
+            f"{path}:3:1: error: defaults: unknown field 'defaults': remove it or "
+            "use one of rules, tests"
+        )
     ]
