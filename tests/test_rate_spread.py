@@ -180,3 +180,18 @@ def test_recent_windows_beyond_history_rejected() -> None:
         RateOfChangeRule.model_validate({**HOURLY, "recent_windows": 20, "window": "9h"})
     with pytest.raises(ValidationError, match="less than or equal to 24"):
         RateOfChangeRule.model_validate({**HOURLY, "recent_windows": 200})
+
+
+def test_hourly_period_summary_reads_an_hour() -> None:
+    """A baseline one hour back is described as "an hour earlier"."""
+    rule = {**HOURLY, "window": "10m", "baseline_period": "1h", "evaluate_every": "10m"}
+    engine = engine_for({"rules": [rule]})
+    quiet = [spend("shop", f"2026-02-08T09:{minute:02d}:00Z", "1") for minute in range(60)]
+    busy = [spend("shop", f"2026-02-08T10:{minute:02d}:00Z", "10") for minute in range(10)]
+
+    records = run(engine, [*quiet, *busy])
+    records += engine.advance_to_s(int(busy[-1].timestamp_s) + 60)
+
+    alerts = firing(records, "rate_of_change")
+    assert len(alerts) == 1
+    assert "(same window an hour earlier, from hourly totals)" in alerts[0].summary

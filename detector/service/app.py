@@ -127,9 +127,9 @@ class BurnrateService:
             if restored:
                 logger.info("partition %d: restored %d tenants", partition, restored)
             for state in runner.engine.tenants.values():
-                self.board.restore(
-                    budget_state(state, self.rules, runner.engine, self.board.forecast_of)
-                )
+                view = budget_state(state, self.rules, runner.engine, self.board.forecast_of)
+                self.board.restore(view)
+                runner.period_ends.note(view)
         return runner
 
     async def _on_changelog_event(self, event: EventT[Any]) -> None:
@@ -209,6 +209,7 @@ class BurnrateService:
         for partition, runner in list(self.runners.items()):
             await self._publish_alerts(runner.tick(now))
             await self._persist(runner)
+            self._publish_ended_periods(runner)
         await self._publish_alerts(self.stall.check(self._positions(), now))
         self.metrics.observe_tick(self._positions(), self.runners, now)
 
@@ -295,9 +296,28 @@ class BurnrateService:
         )
         body = msgspec.json.encode(view)
         self.board.update(view, body=body)
+        runner.period_ends.note(view)
         # Buffered like the changelog record: Faust flushes the buffer before
         # it commits, and awaiting each send costs more than the batch's events.
         self.budget_state_topic.send_soon(key=tenant.encode(), value=body)
+
+    def _publish_ended_periods(self, runner: PartitionRunner) -> None:
+        """Publish again the tenants whose budget period ended at the partition's clock.
+
+        A tenant that sends nothing changes no state when its day or month
+        ends, unless a budget alert resolves. Its decision must still follow
+        the new period, so a tenant blocked yesterday is allowed today.
+        """
+        # TODO: a silent tenant's "warn" from the run-rate forecast also goes out
+        # of date within the period, because that forecast falls as time passes.
+        # It is republished only at the period end. This ends when PeriodEnds
+        # also records when that forecast drops below the limit.
+        watermark_s = runner.engine.watermark_s
+        if watermark_s is None:
+            return
+        for tenant in runner.period_ends.due(watermark_s):
+            if tenant in runner.engine.tenants:
+                self.publish_budget_state(runner, tenant)
 
     def _start_forecasts(self, runner: PartitionRunner) -> None:
         jobs, runner.engine.pending_forecasts = runner.engine.pending_forecasts, []

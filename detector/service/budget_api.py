@@ -8,8 +8,9 @@ follows the budget's ``gateway`` policy in the rules (see
 its budgets, and ``degrade`` comes with the model mapping to apply.
 
 Responses come from memory. ``BudgetBoard.update`` runs when a tenant's state is
-persisted, which already computes the budget-state record; it stores the
-encoded response, so a request costs a token compare and a dictionary lookup.
+persisted, which already computes the budget-state record, and at the tick that
+ends one of the tenant's budget periods. It stores the encoded response, so a
+request costs a token compare and a dictionary lookup.
 Each change of a tenant's decision is appended to a JSON lines audit log.
 
 Status codes: 200 with the answer, 401 for a missing or wrong token, 404 for a

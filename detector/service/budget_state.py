@@ -4,12 +4,15 @@ Gateways keep a local copy of this topic to decide whether a tenant may send
 more requests. One record per tenant holds every budget's current period, the
 forecast of the period's total, and the gateway decision (allow, warn, degrade
 or block) that ``detector.service.budget_api`` also returns over HTTP, so the
-topic and the API never disagree.
+topic and the API never disagree. A tenant's record is published after each
+batch that changes the tenant, and again at the tick that ends one of its
+periods (``PeriodEnds``), so a silent tenant's decision follows the new period.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import heapq
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -79,3 +82,45 @@ def _budget_entry(
         "decision": decision,
         "degrade_to": dict(budget.gateway.degrade_to),
     }
+
+
+class PeriodEnds:
+    """The earliest budget period end in each tenant's published state.
+
+    A published decision is valid only until one of its periods ends. After
+    midnight, a tenant blocked the day before has a new day's spend of 0. A
+    tenant that sends nothing more is not republished by events, so the
+    service's tick republishes each tenant returned by ``due``. Tenants are kept
+    in a heap by period end, so a tick only compares the earliest end.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, str]] = []
+        self._end_s: dict[str, int] = {}
+
+    def note(self, view: Mapping[str, Any]) -> None:
+        """Record when the periods of a tenant's just-published state end."""
+        tenant = view["tenant"]
+        ends_s = [
+            int(datetime.fromisoformat(entry["period_end"]).timestamp())
+            for entry in view["budgets"]
+        ]
+        if not ends_s:
+            self._end_s.pop(tenant, None)
+            return
+        end_s = min(ends_s)
+        if self._end_s.get(tenant) == end_s:
+            return
+        self._end_s[tenant] = end_s
+        heapq.heappush(self._heap, (end_s, tenant))
+
+    def due(self, now_s: int) -> list[str]:
+        """Remove and return the tenants whose recorded period end is at or before ``now_s``."""
+        tenants: list[str] = []
+        while self._heap and self._heap[0][0] <= now_s:
+            end_s, tenant = heapq.heappop(self._heap)
+            # An entry whose tenant was noted again since then is out of date.
+            if self._end_s.get(tenant) == end_s:
+                del self._end_s[tenant]
+                tenants.append(tenant)
+        return tenants

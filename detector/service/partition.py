@@ -23,6 +23,7 @@ from detector.decode import Rejection, decode_record, too_far_ahead
 from detector.engine import Engine, EngineSettings
 from detector.events import Event
 from detector.pricing import Pricer
+from detector.service.budget_state import PeriodEnds
 from detector.service.settings import ServiceSettings
 
 logger = logging.getLogger("burnrate.service")
@@ -84,6 +85,8 @@ class PartitionRunner:
         # Called with each applied event and its cost; the service's metrics
         # aggregate them per batch.
         self.observe: Callable[[Event, Decimal], None] | None = None
+        # When the budget state published for each tenant goes out of date.
+        self.period_ends = PeriodEnds()
 
     def restore(self, tenants: Iterable[str]) -> int:
         """Load the snapshots of ``tenants`` and return how many were loaded.
@@ -160,8 +163,12 @@ class PartitionRunner:
         if watermark_s is None:
             return []
         if watermark_s != self._ticked_to_s:
+            # Events moved the watermark, so the clock restarts from it. Recording
+            # it keeps this anchor until events move the watermark again, so
+            # idle time adds up over the ticks.
             self._anchor_event_s = watermark_s
             self._anchor_wall_s = wall_monotonic_s
+            self._ticked_to_s = watermark_s
         idle_s = int(wall_monotonic_s - self._anchor_wall_s)
         clock_s = self._anchor_event_s + idle_s - self.settings.tick_grace_s
         if clock_s <= watermark_s:

@@ -364,7 +364,8 @@ def _describe_period(rule: RateOfChangeRule, past: Baseline) -> str:
             f"and the {past.recent} window(s) before it"
         )
     if past.periods == 1:
-        return f"same window a {name} earlier, from hourly totals"
+        article = "an" if name == "hour" else "a"
+        return f"same window {article} {name} earlier, from hourly totals"
     return (
         f"same window, median of the previous {past.periods} {name}s, "
         "from hourly totals"
