@@ -42,7 +42,8 @@ def test_warm_up_compares_with_trailing_day() -> None:
     assert len(alerts) == 1
     assert alerts[0].baseline == Decimal("10")
     assert alerts[0].details["warmup"] == "true"
-    assert alerts[0].details["min_ratio"] == "4"
+    assert alerts[0].details["warmup_min_ratio"] == "4"
+    assert alerts[0].details["min_ratio"] == "2"
 
 
 def test_warm_up_needs_the_higher_ratio() -> None:

@@ -407,13 +407,16 @@ def _record(
         against = f"against a baseline of {_baseline_amount(value, unit)}"
     ratio = rule.warmup_ratio if past.warmup else rule.min_ratio
     details = {
-        "min_ratio": str(ratio),
+        "min_ratio": str(rule.min_ratio),
         "clear_ratio": str(rule.clear_level),
         "direction": rule.direction,
         "weeks": str(rule.baseline_weeks),
         "baseline_periods": str(past.periods),
         "warmup": str(past.warmup).lower(),
     }
+    if past.warmup:
+        # The ratio this alert needed: warm-up compares with the trailing day.
+        details["warmup_min_ratio"] = str(ratio)
     if rule.recent_windows:
         details["recent_windows"] = str(past.recent)
         details["recent_baseline"] = rule.recent_baseline
