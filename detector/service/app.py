@@ -396,11 +396,10 @@ def _add_rules_reloader(
     partition persists its changed tenants at once rather than at the next tick,
     and every tenant's budget state is published again under the new rules.
     """
-    # TODO: the metrics keep the named tenants and tiers of the rules the
-    # service started with; ends when ServiceMetrics can take a new rule set.
 
     def adopt(rules: RuleSet) -> None:
         service.rules = rules
+        service.metrics.use_rules(rules)
 
     async def publish(records: list[AlertRecord]) -> None:
         await service._publish_alerts(records)

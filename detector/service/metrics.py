@@ -160,6 +160,21 @@ class ServiceMetrics:
 
     # Per event and per batch
 
+    def use_rules(self, rules: RuleSet) -> None:
+        """Take the named tenants and tenant tiers of a reloaded rule set.
+
+        A tenant the new rules name is exported under its own label from now
+        on; one they no longer name keeps the series it already has, since a
+        Prometheus series cannot be taken back, and new tenants fold into other.
+        """
+        self._named_tenants = _named_tenants(rules)
+        self._tenant_tier = {t.id: t.labels.get("tier", "") for t in rules.tenants}
+        for (_, label), budget in self._budgets.items():
+            if label == "tenant":
+                budget.allowed = self._named_tenants
+        # Cached children hold the tenant labels of the old rules.
+        self._children.clear()
+
     def observe_event(self, event: Event, cost_usd: Decimal) -> None:
         """Add one applied event to the current batch."""
         pending = self._pending

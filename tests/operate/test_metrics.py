@@ -139,6 +139,37 @@ def test_unnamed_tenant_exported_as_other() -> None:
     assert metrics.take_alerts() == []
 
 
+def test_reloaded_rules_name_new_tenant() -> None:
+    """After a reload that budgets stranger, its spend gets its own tenant label."""
+    metrics = ServiceMetrics(RULES)
+    metrics.observe_event(llm_event(tenant="stranger"), Decimal(1))
+    metrics.observe_event(llm_event(tenant="acme"), Decimal(4))
+    metrics.flush(0.001, NOW)
+    reloaded = RuleSet.model_validate(
+        {"budgets": [{"id": "monthly", "tenant": "stranger", "limit_usd": "100"}]}
+    )
+
+    metrics.use_rules(reloaded)
+    metrics.observe_event(llm_event(tenant="stranger"), Decimal(2))
+    metrics.observe_event(llm_event(tenant="acme"), Decimal(8))
+    metrics.observe_event(llm_event(tenant="initech"), Decimal(16))
+    metrics.flush(0.001, NOW)
+    spend = {
+        (found["tenant"], found["tier"]): value
+        for key, value in samples(metrics).items()
+        if key[0] == "burnrate_llm_spend_usd_total"
+        for found in [dict(key[1])]
+    }
+
+    # acme is no longer named but keeps its label; the new rules give it no tier.
+    assert spend == {
+        ("other", ""): 17.0,
+        ("stranger", ""): 2.0,
+        ("acme", "enterprise"): 4.0,
+        ("acme", ""): 8.0,
+    }
+
+
 def test_label_budget_folds_and_alerts() -> None:
     """Models beyond the label budget fold into other, are counted, and raise one alert."""
     metrics = ServiceMetrics(RULES, max_label_values=2)
