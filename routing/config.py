@@ -309,7 +309,7 @@ class Silence(_Frozen):
 
 
 class DeliverySettings(_Frozen):
-    """Retry and polling settings of the delivery loop."""
+    """Retry, polling and shutdown settings of the delivery loop."""
 
     initial_backoff_s: float = Field(default=1.0, gt=0)
     max_backoff_s: float = Field(default=300.0, gt=0)
@@ -317,6 +317,10 @@ class DeliverySettings(_Frozen):
     # the notification with the last error.
     retry_for_s: float = Field(default=3600.0, gt=0)
     poll_interval_s: float = Field(default=1.0, gt=0)
+    # On stop, sends already in progress get this many seconds of real time to
+    # finish and reach the ledger. Sends still running then are cancelled and
+    # sent again after a restart.
+    drain_s: float = Field(default=5.0, ge=0)
 
 
 def _check_dashboard(template: str | None) -> str | None:

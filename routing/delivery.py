@@ -30,6 +30,12 @@ Guarantees, and how they are kept:
   and goes only to receivers that were sent the trigger.
 - A repeat of a firing alert is sent only when ``repeat_interval`` has passed
   since the last notification about it, in event time.
+- On stop, no new send starts, and sends already in progress get ``drain_s``
+  to finish. Each attempt runs as its own task that its sender awaits through
+  ``asyncio.shield``, so cancelling the senders leaves those attempts running.
+  An attempt that finishes in time is in the ledger and the audit log, and the
+  offset can move past it. One cut off by the bound is sent again after a
+  restart.
 
 Every attempt and every decision not to send is written to the audit log, and
 every attempt is counted in ``burnrate_notifications_total`` by receiver and
@@ -44,7 +50,7 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -125,7 +131,8 @@ class _Worker:
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         self.paused_until: datetime | None = None
         self.tasks: list[asyncio.Task[None]] = []
-        self.in_flight = 0
+        # Attempts in progress, each a task of its own so stop can let it finish.
+        self.sending: set[asyncio.Task[None]] = set()
 
 
 class Dispatcher:
@@ -198,10 +205,10 @@ class Dispatcher:
             raise failure
 
     async def stop(self) -> None:
-        """Stop reading and sending, and close the receivers; unsent work stays in the outbox."""
-        # TODO: in-flight sends are cancelled, so a send the server accepted
-        # just before SIGTERM is not in the ledger and goes out again after a
-        # restart. Draining in-flight sends, with a bound, before cancelling ends it.
+        """Stop reading, let sends in progress finish within ``drain_s``, and close the receivers.
+
+        Work not yet delivered stays in the outbox and is read again after a restart.
+        """
         tasks: list[asyncio.Task[None]] = []
         if self._consumer is not None:
             tasks.append(self._consumer)
@@ -209,16 +216,45 @@ class Dispatcher:
         tasks.extend(self._retry_tasks)
         for worker in self._workers.values():
             tasks.extend(worker.tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        # A commit task cancelled above may not have run: commit what is done now.
+        # Senders waiting for a job or a rate-limit pause end here. Senders
+        # awaiting an attempt end too, but the shielded attempt keeps running.
+        await _cancel(tasks)
+        await self._drain()
+        # Attempts that finished during the drain may have scheduled retries and
+        # commits. Cancel them, then commit what is done now.
+        await _cancel(self._retry_tasks)
         await self._commit()
         for receiver in self.receivers.values():
             await receiver.aclose()
         self.ledger.close()
         self.audit.close()
         logger.info("delivery stopped at outbox offset %d", self.outbox.committed())
+
+    async def _drain(self) -> None:
+        """Wait up to ``drain_s`` for attempts in progress, then cancel the rest."""
+        sending = [task for worker in self._workers.values() for task in worker.sending]
+        if not sending:
+            return
+        drain_s = self.delivery.drain_s
+        logger.info("waiting up to %.1fs for %d sends in progress", drain_s, len(sending))
+        done: set[asyncio.Task[None]] = set()
+        pending = set(sending)
+        if drain_s > 0:
+            done, pending = await asyncio.wait(sending, timeout=drain_s)
+        for task in done:
+            if task.cancelled():
+                continue
+            error = task.exception()
+            if error is not None:
+                logger.error("send of %s failed during the drain", task.get_name(),
+                             exc_info=error)
+        if pending:
+            keys = ", ".join(sorted(task.get_name() for task in pending))
+            logger.warning(
+                "cancelled %d sends still in progress after drain_s (%.1fs), so they "
+                "are sent again after a restart: %s", len(pending), drain_s, keys,
+            )
+        await _cancel(pending)
 
     async def wait_idle(self, poll_s: float = 0.005) -> None:
         """Wait until the outbox is read to its end and every record is done."""
@@ -398,7 +434,10 @@ class Dispatcher:
             job = await worker.queue.get()
             while worker.paused_until is not None and worker.paused_until > self.clock.now():
                 await self.clock.sleep_until(worker.paused_until)
-            await self._attempt(worker, job)
+            attempt = asyncio.create_task(self._attempt(worker, job), name=job.notification.key)
+            worker.sending.add(attempt)
+            attempt.add_done_callback(worker.sending.discard)
+            await asyncio.shield(attempt)
 
     async def _attempt(self, worker: _Worker, job: _Job) -> None:
         job.attempt += 1
@@ -570,6 +609,14 @@ class Dispatcher:
         self, receiver: str, key: str, alert_ids: list[str], outcome: str, reason: str
     ) -> None:
         self.audit.write(self.clock.now(), receiver, key, alert_ids, outcome, error=reason)
+
+
+async def _cancel(tasks: Iterable[asyncio.Future[None]]) -> None:
+    """Cancel ``tasks`` and wait until each has ended."""
+    cancelled = list(tasks)
+    for task in cancelled:
+        task.cancel()
+    await asyncio.gather(*cancelled, return_exceptions=True)
 
 
 def build_receivers(config: RoutingConfig, redactor: Redactor) -> dict[str, Receiver]:

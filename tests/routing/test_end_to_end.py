@@ -223,8 +223,9 @@ def test_budget_breach_pages_and_posts(
             service.log_text,
             deliver.log,
         )
-        # A server's acceptance and the ledger write are two steps; stopping
-        # between them would leave that send unrecorded (see Delivery.stop).
+        # A server's acceptance and the ledger write are two steps. Waiting for
+        # the audit lines keeps the ledger checks below from depending on how
+        # long stop waits for sends in progress (drain_s).
         _until(
             lambda: _delivered_in_audit(deliver.state_dir) >= 2,
             "both deliveries in the audit log",
