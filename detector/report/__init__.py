@@ -20,7 +20,7 @@ from detector.alerts import AlertRecord, format_console
 from detector.backtest import BacktestResult, replay
 from detector.config import RuleSet
 from detector.report.collect import ReportCollector, ReportData
-from detector.report.compare import AlertDiff, compare_alerts
+from detector.report.compare import AlertDiff, compare_alerts, shift_text
 from detector.report.render import (
     _STYLE,
     DEFAULT_TOP_N,
@@ -149,11 +149,26 @@ def _comparison(other_rules: Path, diff: AlertDiff) -> str:
             f"<h3>{title} ({len(records)})</h3><table>{_HEADER}{rows or empty}</table>"
         )
 
+    moved_rows = "".join(
+        f"<tr><td>{html.escape(shift_text(base, other))}</td>"
+        f"<td>{html.escape(base.started_at.isoformat())}</td>"
+        f"<td>{html.escape(other.started_at.isoformat())}</td>"
+        f"<td>{html.escape(other.tenant)}</td><td>{html.escape(other.rule_id)}</td>"
+        f"<td>{html.escape(other.summary)}</td></tr>"
+        for base, other in diff.moved
+    )
+    moved = (
+        f"<h3>Moved: raised by both at another time ({len(diff.moved)})</h3><table>"
+        "<tr><th>shift</th><th>replayed rules</th><th>compared rules</th>"
+        "<th>tenant</th><th>rule</th><th>summary (compared rules)</th></tr>"
+        f"{moved_rows or '<tr><td colspan=6>none</td></tr>'}</table>"
+    )
     return (
         f"<h2>Compared with <code>{html.escape(str(other_rules))}</code></h2>"
         f"<p>{diff.kept} alerts raised by both rule sets.</p>"
         + table("Gained: raised only by the compared rules", diff.gained)
         + table("Lost: raised only by the replayed rules", diff.lost)
+        + moved
     )
 
 
@@ -170,7 +185,7 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="OTHER_RULES",
         help="replay the same events with OTHER_RULES too and list the alerts "
-        "gained and lost (needs --report)",
+        "gained, lost and moved in time (needs --report)",
     )
     parser.add_argument(
         "--top",
@@ -219,9 +234,11 @@ def build_report(
 def _print_diff(other: Path, diff: AlertDiff, out: TextIO) -> None:
     print(
         f"Compared with {other}: {len(diff.gained)} alerts gained, "
-        f"{len(diff.lost)} lost, {diff.kept} in both",
+        f"{len(diff.lost)} lost, {diff.kept} in both ({len(diff.moved)} moved)",
         file=out,
     )
     for sign, records in (("+", diff.gained), ("-", diff.lost)):
         for record in records:
             print(f"{sign} {format_console(record)}", file=out)
+    for base, other_record in diff.moved:
+        print(f"~ {format_console(other_record)} ({shift_text(base, other_record)})", file=out)

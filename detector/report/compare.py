@@ -1,13 +1,15 @@
-"""Compare the alerts of two replays of the same history: which were gained or lost.
+"""Compare the alerts of two replays of the same history: gained, lost or moved.
 
 Two firing records are the same alert when tier, rule, tenant and series agree
 and they started within ``MATCH_WINDOW_S`` of each other: a changed threshold
-often moves an alert by a few minutes without making it a different alert.
+often moves an alert by a few minutes without making it a different alert. Such
+an alert counts as kept, and when its start differs it is also listed as moved,
+since firing earlier or later is often the point of a rule change.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from detector.alerts import AlertRecord
 
@@ -16,11 +18,16 @@ MATCH_WINDOW_S = 3600
 
 @dataclass(frozen=True, slots=True)
 class AlertDiff:
-    """Firing records only the other rules raised (gained) or only the base raised (lost)."""
+    """Firing records only the other rules raised (gained) or only the base raised (lost).
+
+    ``moved`` pairs the base record with the other rules' record of each kept
+    alert that started at another time.
+    """
 
     gained: list[AlertRecord]
     lost: list[AlertRecord]
     kept: int
+    moved: list[tuple[AlertRecord, AlertRecord]] = field(default_factory=list)
 
 
 def _identity(record: AlertRecord) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
@@ -47,6 +54,7 @@ def compare_alerts(base: list[AlertRecord], other: list[AlertRecord]) -> AlertDi
     """Return the alerts ``other`` gained and lost relative to ``base``."""
     remaining = _first_firing(other)
     lost = []
+    moved = []
     kept = 0
     for record in _first_firing(base):
         match = next(
@@ -64,4 +72,14 @@ def compare_alerts(base: list[AlertRecord], other: list[AlertRecord]) -> AlertDi
         else:
             remaining.remove(match)
             kept += 1
-    return AlertDiff(gained=remaining, lost=lost, kept=kept)
+            if match.started_at != record.started_at:
+                moved.append((record, match))
+    return AlertDiff(gained=remaining, lost=lost, kept=kept, moved=moved)
+
+
+def shift_text(base: AlertRecord, other: AlertRecord) -> str:
+    """Describe how much earlier or later ``other`` started than ``base``."""
+    seconds = int((other.started_at - base.started_at).total_seconds())
+    minutes, rest = divmod(abs(seconds), 60)
+    amount = f"{minutes} min" if rest == 0 else f"{minutes} min {rest} s"
+    return f"{amount} {'earlier' if seconds < 0 else 'later'}"
