@@ -7,6 +7,10 @@ the console. Rejected lines go to a rejects file with their reason, the way the
 service sends them to its dead-letter topic, so nothing is dropped silently.
 ``StagedOutputs`` writes those files under temporary names and renames them
 only when the run succeeds, so a failed run leaves the output folder as it was.
+
+The replay also notes the event that moved event time furthest ahead in one
+step. One event dated months ahead of its neighbours turns every later event
+into a late one, so the late-events warning names that event's line.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self, TextIO
@@ -39,6 +44,17 @@ class EventsFileError(BurnrateError):
     """An events file that could not be opened or decompressed, named in the message."""
 
 
+@dataclass(frozen=True, slots=True)
+class WatermarkJump:
+    """An event that moved the watermark (the newest event time seen) ahead."""
+
+    source: Path
+    line: int
+    timestamp: datetime
+    # Seconds between the watermark before the event and the event's time.
+    ahead_s: int
+
+
 @dataclass(slots=True)
 class BacktestResult:
     """The alert records and counters of one replay."""
@@ -48,6 +64,9 @@ class BacktestResult:
     lines: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0.0
+    # The event that moved the watermark furthest ahead in one step, not
+    # counting the first event, which has no watermark before it.
+    largest_jump: WatermarkJump | None = None
 
 
 AlertSink = Callable[[AlertRecord], None]
@@ -100,15 +119,18 @@ def replay(
 
     ``observer``, when given, is called with the engine after each event is
     applied, so a report can sample the engine's state as the replay goes.
-    An event dated more than ``max_future_s`` after the wall clock is rejected
-    as ``timestamp_in_future``, as the service rejects it: accepted, it would
-    move event time years ahead and turn every later event into a late one.
+    ``BacktestResult.largest_jump`` names the event that moved the watermark
+    furthest ahead in one step. An event dated more than ``max_future_s`` after
+    the wall clock is rejected as ``timestamp_in_future``, as the service
+    rejects it: accepted, it would move event time years ahead and turn every
+    later event into a late one.
     """
     engine = Engine(rules, Pricer(rules.prices), settings)
     result = BacktestResult(records=[], engine=engine)
     rejects = _RejectWriter(rejects_out)
     started = time.perf_counter()
     latest_s = time.time() + max_future_s
+    largest_jump_s = 0
 
     def emit(records: list[AlertRecord]) -> None:
         for record in records:
@@ -129,7 +151,18 @@ def replay(
                     result.rejected[future.reason] += 1
                     rejects.write(str(source), line_number, future)
                     continue
+                before_s = engine.watermark_s
                 emit(engine.process(event))
+                after_s = engine.watermark_s
+                if (
+                    before_s is not None
+                    and after_s is not None
+                    and after_s - before_s > largest_jump_s
+                ):
+                    largest_jump_s = after_s - before_s
+                    result.largest_jump = WatermarkJump(
+                        source, line_number, event.timestamp, largest_jump_s
+                    )
                 if observer is not None:
                     observer(engine, event)
 
@@ -176,18 +209,24 @@ class StagedOutputs:
     ``stage`` returns a temporary path, ``.NAME.partial-PID`` in the target's
     folder, for the caller to write and close inside the ``with`` block. When
     the block exits normally each temporary file is renamed over its target, so
-    readers never see a half-written file. When it raises, every temporary file
+    readers never see a half-written file, except a file passed to ``discard``,
+    which is removed instead. When the block raises, every temporary file
     is removed and the targets keep their previous content. A process killed
     with SIGKILL leaves its temporary files behind.
     """
 
     def __init__(self) -> None:
         self._pending: list[tuple[Path, Path]] = []
+        self._discarded: set[Path] = set()
 
     def stage(self, target: Path) -> Path:
         temporary = target.with_name(f".{target.name}.partial-{os.getpid()}")
         self._pending.append((temporary, target))
         return temporary
+
+    def discard(self, temporary: Path) -> None:
+        """Remove a staged file on exit instead of renaming it, keeping its target."""
+        self._discarded.add(temporary)
 
     def __enter__(self) -> Self:
         return self
@@ -201,7 +240,8 @@ class StagedOutputs:
         try:
             if kind is None:
                 for temporary, target in self._pending:
-                    os.replace(temporary, target)
+                    if temporary not in self._discarded:
+                        os.replace(temporary, target)
         finally:
             for temporary, _ in self._pending:
                 temporary.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
+from datetime import UTC
 from decimal import Decimal
 from pathlib import Path
 from typing import TextIO, cast
@@ -94,13 +95,16 @@ def _parser() -> argparse.ArgumentParser:
             "lines in file order, as a Kafka partition would deliver them; an event "
             "more than --allowed-lateness behind the newest one is counted late "
             "and left out of the windows (it still counts in budgets). Results go "
-            "to stdout, errors and warnings to stderr. The files in --out are "
-            "replaced only when the replay succeeds, so a failed run leaves them "
-            "as they were."
+            "to stdout, errors and warnings to stderr, with a warning that counts "
+            "rejected lines by reason. The files in --out are replaced only when "
+            "the replay succeeds, so a failed run leaves them as they were. The "
+            "one exception is input whose every line is rejected: that run fails, "
+            "but still replaces rejected.jsonl, which lists why each line was "
+            "rejected."
         ),
         epilog=(
-            "exit codes: 0 replayed; 1 invalid rules; 2 invalid usage, or "
-            "unreadable input or output"
+            "exit codes: 0 replayed; 1 invalid rules; 2 invalid usage, unreadable "
+            "input or output, or no valid event in the input"
         ),
     )
     backtest.add_argument(
@@ -396,13 +400,10 @@ def _run_replay(
     except OSError as error:
         _print_error(errors, f"cannot write to output folder {args.out}: {error}")
         return 2
-    if result.engine.stats.late:
-        errors.print(
-            f"[yellow]warning:[/] {result.engine.stats.late:,} events arrived more "
-            f"than {result.engine.settings.allowed_lateness_s} s behind the newest "
-            "event and were left out of the windows (they still count in budgets). "
-            "Replay files in time order, or raise --allowed-lateness."
-        )
+    if not result.engine.stats.events:
+        _print_error(errors, _no_event_message(result, sources, args.out))
+        return 2
+    _print_input_warnings(errors, result, args.out)
     inputs = (rules, rules_path, sources)
     return _finish_replay(console, errors, result, collector, args, inputs)
 
@@ -440,7 +441,76 @@ def _replay_into(
             on_progress=lambda size: progress.advance(task, size),
             observer=collector.observe if collector else None,
         )
+        if not result.engine.stats.events:
+            # The run fails, so alerts.jsonl keeps its earlier content. The new
+            # rejected.jsonl is kept when it lists why each line was rejected.
+            outputs.discard(alerts_path)
+            if not result.rejected:
+                outputs.discard(rejects_path)
     return result, collector
+
+
+def _no_event_message(result: BacktestResult, sources: list[Path], out: Path) -> str:
+    inputs = _name_inputs(sources)
+    if not result.rejected:
+        return f"no valid event in {inputs}: the input is empty or has only blank lines"
+    return (
+        f"no valid event in {inputs}: {_rejection_counts(result)}, each listed with "
+        f"its line and reason in {out / 'rejected.jsonl'}"
+    )
+
+
+def _print_input_warnings(errors: Console, result: BacktestResult, out: Path) -> None:
+    """Print a warning for rejected lines and one for late events, if any."""
+    if result.rejected:
+        message = (
+            f"{_rejection_counts(result)}, each listed with its line and reason in "
+            f"{out / 'rejected.jsonl'}"
+        )
+        errors.print(f"[yellow]warning:[/] {escape(message)}")
+    if result.engine.stats.late:
+        allowed_s = result.engine.settings.allowed_lateness_s
+        message = (
+            f"{result.engine.stats.late:,} events arrived more than {allowed_s} s "
+            "behind the newest event and were left out of the windows (they still "
+            "count in budgets)."
+        )
+        jump = result.largest_jump
+        # A jump within the allowed lateness cannot make an event late by itself.
+        if jump is not None and jump.ahead_s > allowed_s:
+            when = jump.timestamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            message += (
+                f" The largest jump in event time came from {jump.source}:{jump.line} "
+                f"({when}, {_format_span(jump.ahead_s)} after the newest event "
+                "before it)."
+            )
+        message += " Replay files in time order, or raise --allowed-lateness."
+        errors.print(f"[yellow]warning:[/] {escape(message)}")
+
+
+def _rejection_counts(result: BacktestResult) -> str:
+    total = sum(result.rejected.values())
+    noun = "record" if total == 1 else "records"
+    counts = result.rejected.most_common()
+    reasons = ", ".join(f"{reason} {n:,}" for reason, n in counts)
+    return f"{total:,} {noun} rejected ({reasons})"
+
+
+def _name_inputs(sources: list[Path]) -> str:
+    """Return the input file names, the first three only when there are more."""
+    if len(sources) <= 3:
+        return ", ".join(str(path) for path in sources)
+    shown = ", ".join(str(path) for path in sources[:3])
+    return f"{shown} and {len(sources) - 3} other files"
+
+
+def _format_span(seconds: int) -> str:
+    """Format a duration in its largest unit, to one decimal: 183 days, 1.5 hours."""
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            amount = f"{seconds / size:,.1f}".removesuffix(".0")
+            return f"{amount} {unit}" + ("" if amount == "1" else "s")
+    return f"{seconds} s"
 
 
 def _finish_replay(

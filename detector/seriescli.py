@@ -16,14 +16,30 @@ from detector.alerts import format_console
 from detector.backtest import StagedOutputs, write_alert_line
 from detector.config import RuleSet
 from detector.engine import EngineSettings
-from detector.seriescsv import SeriesRow, read_series, replay_series, write_alert_column
+from detector.seriescsv import (
+    SeriesFormatError,
+    SeriesRow,
+    read_series,
+    replay_series,
+    write_alert_column,
+)
 
 Series = tuple[Path, list[SeriesRow]]
 
 
 def read_all_series(paths: list[Path]) -> list[Series]:
-    """Read every CSV file. Raises SeriesFormatError or OSError on the first bad one."""
-    return [(path, read_series(path)) for path in paths]
+    """Read every CSV file. Raises SeriesFormatError or OSError on the first bad one.
+
+    A file with a header but no row is an error too, so that a backtest judging
+    a rule change does not pass on an empty series.
+    """
+    series = []
+    for path in paths:
+        rows = read_series(path)
+        if not rows:
+            raise SeriesFormatError(f"{path}: no rows after the timestamp,value header")
+        series.append((path, rows))
+    return series
 
 
 def run_series(

@@ -15,7 +15,10 @@ out-of-order timestamps harmless.
 
 Negative and zero values are kept as they are: the series pricer below uses the
 value in every case, where the request pricer would recompute a cost of 0 from
-token counts.
+token counts. Benchmark series have negative values too (NAB's
+art_daily_flatmiddle.csv). A value more than ``MAX_COST_USD`` either side of 0
+is rejected, as an event's cost_usd above it is. Alert messages format amounts
+with Decimal's default precision of 28 digits, which fails from 1e26 on.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 
 from detector.alerts import AlertRecord
 from detector.config import RuleSet
+from detector.decode import MAX_COST_USD
 from detector.engine import Engine, EngineSettings
 from detector.events import Event
 from detector.pricing import CostSource, Priced, Pricer
@@ -122,6 +126,11 @@ def _row(path: Path, number: int, fields: list[str]) -> SeriesRow:
         ) from None
     if not value.is_finite():
         raise SeriesFormatError(f"{path}:{number}: value {value} is not finite")
+    if abs(value) > MAX_COST_USD:
+        raise SeriesFormatError(
+            f"{path}:{number}: value {fields[1].strip()} is out of range, the limit "
+            f"is {MAX_COST_USD:,} either side of 0: scale the series down"
+        )
     if timestamp.tzinfo is None:
         timestamp = timestamp.replace(tzinfo=UTC)
     return SeriesRow(timestamp, value)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from detector.backtest import StagedOutputs, replay
+from detector.backtest import StagedOutputs, WatermarkJump, replay
 from detector.cli import main
 from detector.config import RuleSet
 
@@ -346,3 +346,202 @@ def test_staged_outputs_removed_on_error(tmp_path: Path) -> None:
         raise RuntimeError("replay failed")
 
     assert _listing(tmp_path) == {"alerts.jsonl": "earlier run\n"}
+
+
+# ---------------------------------------------------------------------------
+# Input without valid events, rejected lines and late events
+# ---------------------------------------------------------------------------
+
+
+def _earlier_run(out: Path) -> None:
+    out.mkdir()
+    (out / "alerts.jsonl").write_text("earlier alerts\n")
+    (out / "rejected.jsonl").write_text("earlier rejects\n")
+
+
+def test_all_lines_rejected_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Input whose every line is rejected exits 2 and keeps only rejected.jsonl."""
+    out = tmp_path / "out"
+    _earlier_run(out)
+    events = tmp_path / "notes.md"
+    events.write_text("# Notes\n\n" + _line("r-1", START, "-1") + "plain text\n")
+    rules = _rules(tmp_path / "rules")
+
+    code = _backtest(rules, out, str(events))
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == f"Rules: {rules.resolve()}\n"
+    assert captured.err == (
+        f"error: no valid event in {events}: 3 records rejected (invalid_json 2, "
+        f"negative_value 1), each listed with its line and reason in "
+        f"{out / 'rejected.jsonl'}\n"
+    )
+    files = _listing(out)
+    assert sorted(files) == ["alerts.jsonl", "rejected.jsonl"]
+    assert files["alerts.jsonl"] == "earlier alerts\n"
+    rejects = [json.loads(line) for line in files["rejected.jsonl"].splitlines()]
+    assert [(entry["line"], entry["reason"]) for entry in rejects] == [
+        (1, "invalid_json"),
+        (3, "negative_value"),
+        (4, "invalid_json"),
+    ]
+
+
+@pytest.mark.parametrize("content", ["", "\n\n"], ids=["empty", "blank-lines"])
+def test_empty_input_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
+) -> None:
+    """Empty input files exit 2 and leave every file in --out as it was."""
+    out = tmp_path / "out"
+    _earlier_run(out)
+    first = tmp_path / "first.jsonl"
+    second = tmp_path / "second.jsonl"
+    first.write_text(content)
+    second.write_text(content)
+
+    code = _backtest(_rules(tmp_path / "rules"), out, str(first), str(second))
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err == (
+        f"error: no valid event in {first}, {second}: the input is empty or has "
+        "only blank lines\n"
+    )
+    assert _listing(out) == {
+        "alerts.jsonl": "earlier alerts\n",
+        "rejected.jsonl": "earlier rejects\n",
+    }
+
+
+def test_many_empty_inputs_named_briefly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With more than three inputs the message names the first three and a count."""
+    paths = [tmp_path / f"part-{index}.jsonl" for index in range(5)]
+    for path in paths:
+        path.write_text("")
+
+    code = _backtest(_rules(tmp_path / "rules"), tmp_path / "out", *map(str, paths))
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err == (
+        f"error: no valid event in {paths[0]}, {paths[1]}, {paths[2]} and 2 other "
+        "files: the input is empty or has only blank lines\n"
+    )
+
+
+def test_some_lines_rejected_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A replay with valid events and one rejected line exits 0 with one warning."""
+    out = tmp_path / "out"
+    events = tmp_path / "events.jsonl"
+    events.write_text(_events(events).read_text() + "not json\n")
+
+    code = _backtest(_rules(tmp_path / "rules"), out, str(events))
+
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.err == (
+        "warning: 1 record rejected (invalid_json 1), each listed with its line "
+        f"and reason in {out / 'rejected.jsonl'}\n"
+    )
+    assert sorted(_listing(out)) == ["alerts.jsonl", "rejected.jsonl"]
+
+
+def test_replay_records_largest_jump(tmp_path: Path) -> None:
+    """The replay names the event that moved the watermark furthest in one step."""
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        _line("r-1", START, "1")
+        + _line("r-2", START + timedelta(hours=1), "1")
+        + "\n"
+        + _line("r-3", START + timedelta(days=2), "1")
+        + _line("r-4", START + timedelta(days=2, hours=1), "1")
+    )
+
+    result = replay(RULES, [events])
+
+    assert result.largest_jump == WatermarkJump(
+        events, 4, START + timedelta(days=2), 47 * 3600
+    )
+
+
+@pytest.mark.parametrize(
+    ("jump", "span"),
+    [
+        (timedelta(days=183), "183 days"),
+        (timedelta(days=1), "1 day"),
+        (timedelta(minutes=90), "1.5 hours"),
+        (timedelta(minutes=6), "6 minutes"),
+    ],
+)
+def test_late_warning_names_jump(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], jump: timedelta, span: str
+) -> None:
+    """The late-events warning names the file, line and size of the largest jump."""
+    ahead = START + timedelta(minutes=1) + jump
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        _line("r-1", START, "1")
+        + _line("r-2", START + timedelta(minutes=1), "1")
+        + _line("r-3", ahead, "1")
+        + _line("r-4", START, "1")
+        + _line("r-5", START + timedelta(seconds=30), "1")
+    )
+
+    code = _backtest(_rules(tmp_path / "rules"), tmp_path / "out", str(events))
+
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.err == (
+        "warning: 2 events arrived more than 300 s behind the newest event and were "
+        "left out of the windows (they still count in budgets). The largest jump in "
+        f"event time came from {events}:3 "
+        f"({ahead.strftime('%Y-%m-%dT%H:%M:%SZ')}, {span} after the newest event "
+        "before it). Replay files in time order, or raise --allowed-lateness.\n"
+    )
+
+
+def test_late_warning_without_large_jump(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Steps within the allowed lateness are not named as the cause of late events."""
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        _line("r-1", START, "1")
+        + _line("r-2", START + timedelta(minutes=4), "1")
+        + _line("r-3", START + timedelta(minutes=8), "1")
+        + _line("r-4", START + timedelta(minutes=1), "1")
+    )
+
+    code = _backtest(_rules(tmp_path / "rules"), tmp_path / "out", str(events))
+
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.err == (
+        "warning: 1 events arrived more than 300 s behind the newest event and were "
+        "left out of the windows (they still count in budgets). Replay files in "
+        "time order, or raise --allowed-lateness.\n"
+    )
+
+
+def test_staged_output_discarded(tmp_path: Path) -> None:
+    """A discarded file keeps its target while the other staged files replace theirs."""
+    kept = tmp_path / "alerts.jsonl"
+    kept.write_text("earlier run\n")
+
+    with StagedOutputs() as outputs:
+        outputs.stage(tmp_path / "rejected.jsonl").write_text("new rejects\n")
+        discarded = outputs.stage(kept)
+        discarded.write_text("partial\n")
+        outputs.discard(discarded)
+
+    assert _listing(tmp_path) == {
+        "alerts.jsonl": "earlier run\n",
+        "rejected.jsonl": "new rejects\n",
+    }

@@ -141,3 +141,73 @@ def test_bad_row_stops_backtest(
         "8601 timestamp and a decimal number\n"
     )
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", ["1000000.01", "-1000000.01", "1e26", "-1E+30"])
+def test_out_of_range_value_rejected(tmp_path: Path, value: str) -> None:
+    """A value beyond the cost_usd limit of events, either sign, is a bad row."""
+    write_series(tmp_path / "s.csv", ["1", value])
+
+    with pytest.raises(SeriesFormatError) as caught:
+        read_series(tmp_path / "s.csv")
+
+    assert str(caught.value) == (
+        f"{tmp_path / 's.csv'}:3: value {value} is out of range, the limit is "
+        "1,000,000 either side of 0: scale the series down"
+    )
+
+
+def test_limit_values_kept(tmp_path: Path) -> None:
+    """Values exactly at the limit, either sign, are read as they are."""
+    write_series(tmp_path / "s.csv", ["1000000", "-1000000"])
+
+    rows = read_series(tmp_path / "s.csv")
+
+    assert [str(row.value) for row in rows] == ["1000000", "-1000000"]
+
+
+def _backtest_series(tmp_path: Path) -> int:
+    """Run ``burnrate backtest`` on ``s.csv`` with a threshold rule."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "alerts.yaml").write_text(
+        "rules:\n  - id: rise\n    tier: absolute\n    window: 10m\n    threshold: 5\n"
+    )
+    series = tmp_path / "s.csv"
+    out = tmp_path / "out"
+    return main(["backtest", str(series), "--rules", str(rules), "--out", str(out)])
+
+
+def test_huge_value_stops_backtest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A value of 1e26 exits 2 with the row named, not with a traceback."""
+    write_series(tmp_path / "s.csv", ["1", "1e26"])
+
+    code = _backtest_series(tmp_path)
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert captured.err == (
+        f"error: {tmp_path / 's.csv'}:3: value 1e26 is out of range, the limit is "
+        "1,000,000 either side of 0: scale the series down\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_header_only_stops_backtest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A series with a header and no row exits 2, like JSON Lines without an event."""
+    write_series(tmp_path / "s.csv", [])
+
+    code = _backtest_series(tmp_path)
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert captured.err == (
+        f"error: {tmp_path / 's.csv'}: no rows after the timestamp,value header\n"
+    )
+    assert not (tmp_path / "out").exists()
