@@ -18,6 +18,7 @@ _TIER_NAMES = {
     "absolute": "absolute",
     "rate_of_change": "rate of change",
     "predictive": "predictive",
+    "service": "service",
 }
 
 
