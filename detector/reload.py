@@ -5,7 +5,8 @@ the pure part: it loads the folder with every check ``burnrate check`` runs,
 lists what changed (rules, budgets, tenants and price overrides, by id), and
 returns either the new rule set to swap in or the errors to reject it with. A
 rejected reload becomes an alert record of tier ``service``, so a broken rules
-change is seen where alerts are seen while the old rules keep running.
+change is seen where alerts are seen while the old rules keep running. The
+next accepted reload resolves that alert.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from detector.alerts import AlertRecord, alert_id
+from detector.alerts import AlertRecord, Status, alert_id
 from detector.config import RuleSet
 from detector.errors import Problem
 from detector.ruleload import check_rules
+from detector.service.stall import SERVICE_TENANT
 
 RELOAD_RULE_ID = "rules-reload"
+# The max number of errors listed one per detail in the alert. The ``errors``
+# detail counts all of them.
+MAX_LISTED_ERRORS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,29 +105,102 @@ def decide(path: Path, current: RuleSet) -> ReloadDecision:
     return ReloadDecision(ruleset, [], diff_rules(current, ruleset))
 
 
-def rejected_record(path: Path, problems: list[Problem], now: datetime) -> AlertRecord:
-    """Return the ``service`` alert that reports a rejected rules reload."""
-    count = len(problems)
-    first = str(problems[0]) if problems else "no rule files"
-    summary = (
+class ReloadAlert:
+    """The ``service`` alert of the rejected reloads of one rules folder.
+
+    The first rejection fires it. A later rejection with different errors sends
+    it again as a repeat with the new summary, and one with the same errors
+    sends nothing, because on-call already has them. The next accepted reload
+    resolves it under the same ``alert_id``, whether or not the accepted rules
+    changed anything.
+
+    NOTE: the episode lives in memory. A worker restarted while the alert fires
+    starts only with valid rules and sends no resolve, so the alert stays open
+    at the receivers until it is closed there.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # The alert id and start time of the firing alert, None while none fires.
+        self._episode: tuple[str, datetime] | None = None
+        self._rejected = 0
+        self._sent = 0
+        self._errors: list[str] = []
+
+    def reject(self, problems: list[Problem], now: datetime) -> AlertRecord | None:
+        """Count a rejected reload and return the record to send.
+
+        Returns None when the alert already fires with the same errors.
+        """
+        errors = [str(problem) for problem in problems]
+        self._rejected += 1
+        if self._episode is not None and errors == self._errors:
+            return None
+        if self._episode is None:
+            identifier = alert_id(RELOAD_RULE_ID, str(self.path), now.isoformat())
+            self._episode = (identifier, now)
+        self._errors = errors
+        record = self._record("firing", now)
+        self._sent += 1
+        return record
+
+    def accept(self, now: datetime) -> AlertRecord | None:
+        """End the episode at an accepted reload and return its resolved record.
+
+        Returns None when no alert fires.
+        """
+        if self._episode is None:
+            return None
+        record = self._record("resolved", now)
+        self._episode = None
+        self._rejected = 0
+        self._sent = 0
+        self._errors = []
+        return record
+
+    def _record(self, status: Status, now: datetime) -> AlertRecord:
+        assert self._episode is not None
+        identifier, started_at = self._episode
+        if status == "firing":
+            summary = _rejected_summary(self.path, self._errors)
+            details = {"errors": str(len(self._errors))}
+            details.update(
+                (f"error_{index + 1}", error)
+                for index, error in enumerate(self._errors[:MAX_LISTED_ERRORS])
+            )
+        else:
+            plural = "" if self._rejected == 1 else "s"
+            summary = (
+                f"rules reload from {self.path} accepted after {self._rejected} "
+                f"rejected reload{plural}: the folder is valid again"
+            )
+            details = {}
+        return AlertRecord(
+            alert_id=identifier,
+            status=status,
+            tier="service",
+            severity="error",
+            rule_id=RELOAD_RULE_ID,
+            tenant=SERVICE_TENANT,
+            signal="rules_reload",
+            # A rules reload is requested by SIGHUP or by a change of the folder,
+            # so the rejected reloads of the episode are counted in requests. The
+            # number of errors, which has no unit of its own, is in the details.
+            unit="requests",
+            observed=Decimal(self._rejected),
+            event_time=now,
+            started_at=started_at,
+            summary=summary,
+            repeat=self._sent,
+            details=details,
+        )
+
+
+def _rejected_summary(path: Path, errors: list[str]) -> str:
+    count = len(errors)
+    first = errors[0] if errors else "no rule files"
+    return (
         f"rules reload from {path} rejected with {count} error"
-        f"{'' if count == 1 else 's'}; the previous rules keep running. First: {first}"
-    )
-    details = {f"error_{index + 1}": str(p) for index, p in enumerate(problems[:20])}
-    return AlertRecord(
-        alert_id=alert_id(RELOAD_RULE_ID, str(path), now.isoformat()),
-        status="firing",
-        tier="service",
-        severity="error",
-        rule_id=RELOAD_RULE_ID,
-        tenant="",
-        signal="rules",
-        # NOTE: AlertRecord has no unit for a count of errors; observed is that
-        # count, and "requests" is the unit closest to a plain number.
-        unit="requests",
-        observed=Decimal(count),
-        event_time=now,
-        started_at=now,
-        summary=summary,
-        details=details,
+        f"{'' if count == 1 else 's'}, so the previous rules keep running. "
+        f"First: {first}"
     )

@@ -609,9 +609,13 @@ class _Merged:
     prices: list[tuple[PriceOverride, _Origin]] = field(default_factory=list)
     # The ids of invalid budget entries, which rules may still refer to.
     invalid_budget_ids: set[str] = field(default_factory=set)
-    # False when some file could not be read far enough to list its budget
-    # ids, so an unknown budget reference may name a budget defined there.
-    budget_ids_complete: bool = True
+    # The files that could not be read far enough to list their budget ids, so
+    # an unknown budget reference may name a budget defined in one of them.
+    unlisted_budget_files: list[Path] = field(default_factory=list)
+
+    def mark_budgets_unlisted(self, path: Path) -> None:
+        if path not in self.unlisted_budget_files:
+            self.unlisted_budget_files.append(path)
 
     def add(self, rule_file: RuleFile, document: _Document) -> None:
         if rule_file.defaults is not None:
@@ -629,7 +633,7 @@ class _Merged:
         """Add the entries of a file with errors that are valid on their own."""
         data = document.data
         if not isinstance(data, dict):
-            self.budget_ids_complete = False
+            self.mark_budgets_unlisted(document.path)
             return
         defaults = _valid_entry("defaults", data.get("defaults"))
         if defaults is not None:
@@ -640,7 +644,7 @@ class _Merged:
                 continue
             if not isinstance(items, list):
                 if section == "budgets":
-                    self.budget_ids_complete = False
+                    self.mark_budgets_unlisted(document.path)
                 continue
             for index, item in enumerate(items):
                 entry = _valid_entry(section, item)
@@ -648,14 +652,14 @@ class _Merged:
                     origin = _Origin(document, (section, index))
                     getattr(self, section).append((entry, origin))
                 elif section == "budgets":
-                    self._add_invalid_budget(item)
+                    self._add_invalid_budget(item, document.path)
 
-    def _add_invalid_budget(self, item: Any) -> None:
+    def _add_invalid_budget(self, item: Any, path: Path) -> None:
         budget_id = item.get("id") if isinstance(item, dict) else None
         if isinstance(budget_id, str):
             self.invalid_budget_ids.add(budget_id)
         else:
-            self.budget_ids_complete = False
+            self.mark_budgets_unlisted(path)
 
 
 def _valid_entry(section: str, item: Any) -> Any:
@@ -666,7 +670,7 @@ def _valid_entry(section: str, item: Any) -> Any:
         return None
 
 
-def _reference_problems(merged: _Merged) -> list[Problem]:
+def _reference_problems(merged: _Merged, base: Path) -> list[Problem]:
     problems = []
     if merged.defaults:
         first_defaults = merged.defaults[0][1]
@@ -685,7 +689,7 @@ def _reference_problems(merged: _Merged) -> list[Problem]:
     problems.extend(_repeated_id_problems(budget_ids))
     rule_ids = [(f"rule id {r.id!r}", o) for r, o in merged.rules]
     problems.extend(_repeated_id_problems(rule_ids))
-    problems.extend(_budget_reference_problems(merged))
+    problems.extend(_budget_reference_problems(merged, base))
     return problems
 
 
@@ -705,16 +709,23 @@ def _repeated_id_problems(entries: list[tuple[str, _Origin]]) -> list[Problem]:
     return problems
 
 
-def _budget_reference_problems(merged: _Merged) -> list[Problem]:
-    if not merged.budget_ids_complete:
-        return []
-    problems = []
+def _budget_reference_problems(merged: _Merged, base: Path) -> list[Problem]:
     known = sorted({budget.id for budget, _ in merged.budgets})
-    for rule, origin in merged.rules:
-        if not isinstance(rule, ForecastRule) or rule.budget in known:
-            continue
-        if rule.budget in merged.invalid_budget_ids:
-            continue
+    unresolved = [
+        (rule, origin)
+        for rule, origin in merged.rules
+        if isinstance(rule, ForecastRule)
+        and rule.budget not in known
+        and rule.budget not in merged.invalid_budget_ids
+    ]
+    if not unresolved:
+        return []
+    if merged.unlisted_budget_files:
+        # The budgets may be defined in a file that could not be read, so the
+        # references are not reported as unknown. One warning names that file.
+        return [_unchecked_references_problem(base, merged, len(unresolved))]
+    problems = []
+    for rule, origin in unresolved:
         if known:
             fix = f"use one of {', '.join(known)} or define it under budgets"
         else:
@@ -723,6 +734,18 @@ def _budget_reference_problems(merged: _Merged) -> list[Problem]:
             origin.problem(f"unknown budget {rule.budget!r}: {fix}", "budget")
         )
     return problems
+
+
+def _unchecked_references_problem(base: Path, merged: _Merged, count: int) -> Problem:
+    files = merged.unlisted_budget_files
+    names = ", ".join(str(path) for path in files)
+    rules = "1 forecast rule" if count == 1 else f"{count} forecast rules"
+    pronoun = "it" if len(files) == 1 else "them"
+    message = (
+        f"the budget references of {rules} were not checked because the budget "
+        f"ids in {names} could not be read: fix {pronoun} and run check again"
+    )
+    return Problem(base, 0, 0, "", message, "warning")
 
 
 def _build_ruleset(merged: _Merged, base: Path) -> RuleSet | Problem:
@@ -899,7 +922,7 @@ def check_rules(path: Path) -> tuple[RuleSet | None, list[Problem]]:
     for file in files:
         document = _read_document(file, problems)
         if document is None:
-            merged.budget_ids_complete = False
+            merged.mark_budgets_unlisted(file)
             continue
         rule_file, file_problems = _validate_document(document)
         problems.extend(file_problems)
@@ -909,7 +932,7 @@ def check_rules(path: Path) -> tuple[RuleSet | None, list[Problem]]:
             merged.add_valid_entries(document)
         problems.extend(_routing_problems(document))
 
-    problems.extend(_reference_problems(merged))
+    problems.extend(_reference_problems(merged, path))
     if any(problem.severity == "error" for problem in problems):
         return None, _sorted(problems)
     ruleset = _build_ruleset(merged, path)

@@ -402,6 +402,21 @@ def test_evaluate_prints_report_or_json(capsys: pytest.CaptureFixture[str]) -> N
     assert RESULTS.read_text() == before
 
 
+def test_evaluate_help_describes_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """The help of evaluate says what it measures and which files it writes."""
+    with pytest.raises(SystemExit) as exited:
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+
+    assert exited.value.code == 0
+    assert (
+        "Measure detection quality on the NAB, planted-spike and month-end "
+        "benchmarks, print the figures and write them to "
+        "detector/evaluation/results.json and QUALITY.md unless --no-write is "
+        "given."
+    ) in text
+
+
 def _steady_spend(values: dict[int, str], days: int) -> dict[int, Decimal]:
     """Spend per minute: $1 per 10-minute window, except the windows in ``values``."""
     per_minute = {}

@@ -165,10 +165,104 @@ def test_reloader_rejects_then_accepts(
         ("service", "firing", "rules-reload")
     ]
     assert "invalid tier 'threshold'" in rejected[0].summary
-    assert [r.details["threshold_pct"] for r in accepted] == ["50", "100"]
+    assert [(r.rule_id, r.status) for r in accepted] == [
+        ("rules-reload", "resolved"),
+        ("monthly-spend", "resolved"),
+        ("monthly-spend", "resolved"),
+    ]
+    assert accepted[0].alert_id == rejected[0].alert_id
+    assert [r.details["threshold_pct"] for r in accepted[1:]] == ["50", "100"]
     assert engine.rules.budgets[0].limit_usd == Decimal(1000)
     assert reloader.rejected == 1
     assert reloader.reloads == 1
     assert "rules reload from" in caplog.text
     assert "changed budget:monthly-spend@*" in caplog.text
-    assert len(published) == 3
+    assert len(published) == 4
+
+
+def _reloader(folder: Path) -> RulesReloader:
+    async def publish(records: list[AlertRecord]) -> None:
+        raise AssertionError("reload() returns records, it does not publish them")
+
+    return RulesReloader(folder, load_rules(folder), list, publish)
+
+
+def test_reload_alert_one_episode(tmp_path: Path) -> None:
+    """Rejections share one alert id, which an accepted reload resolves."""
+    folder = _write(tmp_path / "rules", RULES)
+    reloader = _reloader(folder)
+    broken_tier = RULES.replace("tier: absolute", "tier: threshold")
+    broken_window = RULES.replace("window: 1h", "window: 1hour")
+
+    _write(folder, broken_tier)
+    first = reloader.reload(at("2026-05-04T11:00:00Z"))
+    same = reloader.reload(at("2026-05-04T11:01:00Z"))
+    _write(folder, broken_window)
+    changed = reloader.reload(at("2026-05-04T11:02:00Z"))
+    _write(folder, RULES)
+    fixed = reloader.reload(at("2026-05-04T11:03:00Z"))
+    unchanged = reloader.reload(at("2026-05-04T11:04:00Z"))
+
+    assert len(first) == 1
+    assert same == []
+    assert len(changed) == 1
+    assert len(fixed) == 1
+    assert unchanged == []
+    firing, repeat, resolved = first[0], changed[0], fixed[0]
+    assert (firing.status, firing.repeat) == ("firing", 0)
+    assert (repeat.status, repeat.repeat) == ("firing", 1)
+    assert resolved.status == "resolved"
+    assert repeat.alert_id == firing.alert_id
+    assert resolved.alert_id == firing.alert_id
+    assert resolved.started_at == at("2026-05-04T11:00:00Z")
+    assert resolved.event_time == at("2026-05-04T11:03:00Z")
+    assert "invalid tier 'threshold'" in firing.summary
+    assert "invalid duration '1hour'" in repeat.summary
+    assert resolved.summary == (
+        f"rules reload from {folder} accepted after 3 rejected reloads: "
+        "the folder is valid again"
+    )
+    assert reloader.rejected == 3
+    assert reloader.reloads == 2
+
+
+def test_reload_alert_fields(tmp_path: Path) -> None:
+    """The alert names the service as tenant and counts rejected reloads."""
+    folder = _write(tmp_path / "rules", RULES)
+    reloader = _reloader(folder)
+    _write(folder, RULES.replace("tier: absolute", "tier: threshold"))
+
+    [record] = reloader.reload(at("2026-05-04T11:00:00Z"))
+
+    assert record.tenant == "burnrate"
+    assert record.signal == "rules_reload"
+    assert record.unit == "requests"
+    assert record.observed == Decimal(1)
+    assert record.severity == "error"
+    assert record.details["errors"] == "1"
+    assert "invalid tier 'threshold'" in record.details["error_1"]
+    assert record.summary.startswith(
+        f"rules reload from {folder} rejected with 1 error, "
+        "so the previous rules keep running. First: "
+    )
+
+
+def test_reload_alert_new_episode(tmp_path: Path) -> None:
+    """A rejection after a resolve opens an alert with a new id."""
+    folder = _write(tmp_path / "rules", RULES)
+    reloader = _reloader(folder)
+    broken = RULES.replace("tier: absolute", "tier: threshold")
+
+    _write(folder, broken)
+    [first] = reloader.reload(at("2026-05-04T11:00:00Z"))
+    _write(folder, RULES)
+    [resolved] = reloader.reload(at("2026-05-04T11:01:00Z"))
+    _write(folder, broken)
+    [second] = reloader.reload(at("2026-05-04T11:02:00Z"))
+
+    assert resolved.alert_id == first.alert_id
+    assert second.alert_id != first.alert_id
+    assert second.status == "firing"
+    assert second.repeat == 0
+    assert second.observed == Decimal(1)
+    assert second.started_at == at("2026-05-04T11:02:00Z")

@@ -797,7 +797,7 @@ def test_budget_in_invalid_entry_not_unknown(tmp_path: Path) -> None:
 
 
 def test_unreadable_file_hides_unknown_budget(tmp_path: Path) -> None:
-    """A file that is not valid YAML may define any budget, so none is unknown."""
+    """A file that is not valid YAML may define any budget: a warning, no unknown."""
     rules = _write(
         tmp_path / "rules",
         {
@@ -811,8 +811,68 @@ def test_unreadable_file_hides_unknown_budget(tmp_path: Path) -> None:
 
     _, problems = check_rules(rules)
 
-    assert [p.path.name for p in problems] == ["more_budgets.yaml"]
-    assert problems[0].message.startswith("invalid YAML:")
+    assert [(p.path.name, p.severity) for p in problems] == [
+        ("rules", "warning"),
+        ("more_budgets.yaml", "error"),
+    ]
+    assert problems[0].message == (
+        "the budget references of 1 forecast rule were not checked because the "
+        f"budget ids in {rules / 'more_budgets.yaml'} could not be read: fix it and "
+        "run check again"
+    )
+    assert problems[1].message.startswith("invalid YAML:")
+
+
+def test_check_names_unchecked_references(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check output names the files that kept references from being checked."""
+    monkeypatch.chdir(tmp_path)
+    _write(
+        tmp_path / "rules",
+        {
+            "alerts.yaml": (
+                "rules:\n"
+                "  - {id: month-end, tier: predictive, budget: monthly-spnd}\n"
+                "  - {id: week-end, tier: predictive, budget: weekly}\n"
+            ),
+            "budgets.yaml": "budgets: {id: monthly-spend, limit_usd: 100}\n",
+            "tenants.yaml": "tenants: [\n",
+        },
+    )
+    out = io.StringIO()
+
+    code = run_check(Path("rules"), out)
+
+    lines = out.getvalue().splitlines()
+    assert code == 1
+    assert lines[0] == (
+        "rules: warning: the budget references of 2 forecast rules were not checked "
+        "because the budget ids in rules/budgets.yaml, rules/tenants.yaml could not "
+        "be read: fix them and run check again"
+    )
+    assert lines[-1] == "rules: 2 errors, 1 warning"
+
+
+def test_checked_references_no_warning(tmp_path: Path) -> None:
+    """References that resolve need no warning when another file cannot be read."""
+    rules = _write(
+        tmp_path / "rules",
+        {
+            "budgets.yaml": BUDGETS,
+            "more_budgets.yaml": "budgets: [\n",
+            "alerts.yaml": (
+                "rules:\n  - id: forecast\n    tier: predictive\n"
+                "    budget: monthly-spend\n"
+            ),
+        },
+    )
+
+    _, problems = check_rules(rules)
+
+    assert [(p.path.name, p.severity) for p in problems] == [
+        ("more_budgets.yaml", "error")
+    ]
 
 
 def test_problem_str_whole_file() -> None:

@@ -26,7 +26,14 @@ NAB_TARGET = 55
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``evaluate`` to the ``burnrate`` command line."""
     parser = commands.add_parser(
-        "evaluate", help="measure detection quality on benchmark data"
+        "evaluate",
+        help="measure detection quality on benchmark data",
+        description=(
+            "Measure detection quality on the NAB, planted-spike and month-end "
+            "benchmarks, print the figures and write them to "
+            "detector/evaluation/results.json and QUALITY.md unless --no-write "
+            "is given."
+        ),
     )
     _options(parser)
     parser.set_defaults(run=run_command)

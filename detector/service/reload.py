@@ -7,7 +7,7 @@ platform file-watch APIs and works on every file system, at the cost of up to
 ``interval_s`` of delay. A valid folder is swapped into every partition engine
 at once, between two batches, since the event loop runs one task at a time; an
 invalid one is logged with its errors, reported as a ``service`` alert, and the
-old rules keep running.
+old rules keep running. The next accepted reload resolves that alert.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from detector.alerts import AlertRecord
 from detector.config import RuleSet
 from detector.engine import Engine
-from detector.reload import decide, rejected_record
+from detector.reload import ReloadAlert, decide
 from detector.ruleload import rule_files
 
 logger = logging.getLogger("burnrate.reload")
@@ -72,6 +72,7 @@ class RulesReloader:
         self.adopt = adopt
         self.reloads = 0
         self.rejected = 0
+        self.alert = ReloadAlert(path)
         self._signature = folder_signature(path)
         self._requested = asyncio.Event()
 
@@ -106,12 +107,16 @@ class RulesReloader:
                 self.path,
                 "; ".join(str(problem) for problem in decision.problems),
             )
-            return [rejected_record(self.path, decision.problems, now)]
+            rejected = self.alert.reject(decision.problems, now)
+            return [] if rejected is None else [rejected]
         self.reloads += 1
         self.rules = decision.ruleset
         if self.adopt is not None:
             self.adopt(decision.ruleset)
         records: list[AlertRecord] = []
+        resolved = self.alert.accept(now)
+        if resolved is not None:
+            records.append(resolved)
         for engine in self.engines():
             records.extend(engine.replace_rules(decision.ruleset))
         logger.info("rules reloaded from %s: %s", self.path, decision.diff)

@@ -141,7 +141,7 @@ def test_raised_limit_resolves_alert(make_worker: WorkerFactory) -> None:
 
 
 def test_broken_rules_keep_old_rules(make_worker: WorkerFactory) -> None:
-    """A broken rule file raises a service alert, and the old budget still fires."""
+    """A broken file raises a service alert, the old rules run, a fix resolves it."""
     topics = Topics.unique("reload-broken")
     worker = make_worker(topics, monthly_budget(10), partitions=2)
     # One $15.00 event in the current UTC hour: over the old $10 monthly budget,
@@ -160,16 +160,32 @@ def test_broken_rules_keep_old_rules(make_worker: WorkerFactory) -> None:
     records = read_alerts(
         worker.bootstrap, topics, until=lambda rs: bool(budget_records(rs, "acme"))
     )
-
     service = firing(rejected, "service")[0]
+    # The fixed folder contains the rules already running: an accepted reload with
+    # no change still resolves the alert.
+    reload(worker, monthly_budget(10))
+    fixed = read_alerts(
+        worker.bootstrap,
+        topics,
+        until=lambda rs: any(
+            r.alert_id == service.alert_id and r.status == "resolved" for r in rs
+        ),
+    )
+    fixed_log = wait_log(worker, "rules reloaded from")
+
     assert service.rule_id == RELOAD_RULE_ID
     assert service.severity == "error"
+    assert service.tenant == "burnrate"
     assert "no-such-signal" in service.summary
     assert "previous rules keep running" in log
     assert "no-such-signal" in log
     budget = budget_records(records, "acme")
     assert [r.status for r in budget] == ["firing"]
     assert "$10" in budget[0].summary
+    reload_records = [r for r in fixed if r.rule_id == RELOAD_RULE_ID]
+    assert [r.status for r in reload_records] == ["firing", "resolved"]
+    assert reload_records[1].alert_id == service.alert_id
+    assert f"rules reloaded from {worker.rules_dir}: no change" in fixed_log
 
 
 def gateway_budget(block_at_pct: int) -> dict[str, Any]:
