@@ -164,8 +164,8 @@ class ServiceMetrics:
         """Take the named tenants and tenant tiers of a reloaded rule set.
 
         A tenant the new rules name is exported under its own label from now
-        on; one they no longer name keeps the series it already has, since a
-        Prometheus series cannot be taken back, and new tenants fold into other.
+        on. One they no longer name keeps the series it already has, because a
+        Prometheus series cannot be taken back. Other new tenants fold into other.
         """
         self._named_tenants = _named_tenants(rules)
         self._tenant_tier = {t.id: t.labels.get("tier", "") for t in rules.tenants}
