@@ -210,6 +210,11 @@ def _rejection_from_msgspec(error: msgspec.DecodeError, data: bytes) -> Rejectio
     message = str(error)
     if not isinstance(error, msgspec.ValidationError):
         return Rejection("invalid_json", None, message, data)
+    # The typed decoder checks types as it parses, so text that is not JSON at
+    # all ("35 s. Output:") fails on a type before the syntax; say it is not JSON.
+    syntax = _syntax_error(data)
+    if syntax is not None:
+        return Rejection("invalid_json", None, syntax, data)
 
     missing = _MISSING_FIELD.search(message)
     if missing:
@@ -360,3 +365,12 @@ def _include_cache(
 
 def _first(current: int | None, older: int | None) -> int | None:
     return current if current is not None else older
+
+
+def _syntax_error(data: bytes) -> str | None:
+    """Return why ``data`` is not JSON, or None when it is."""
+    try:
+        msgspec.json.decode(data)
+    except msgspec.DecodeError as error:
+        return str(error)
+    return None

@@ -330,6 +330,8 @@ REJECTIONS = [
     ("not json", b"hello", "invalid_json", None),
     ("trailing garbage", encode(wire_event()) + b"}", "invalid_json", None),
     ("top level number", b"42", "invalid_field", None),
+    ("text starting with a number", b"35 s. Output:", "invalid_json", None),
+    ("object then text", b'{"a": 1} trailing', "invalid_json", None),
     (
         "string for float",
         encode(wire_event(ttft_ms="fast")),

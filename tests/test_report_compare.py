@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
+
 from detector.alerts import AlertRecord
 from detector.report import _print_diff
 from detector.report.compare import compare_alerts, shift_text
@@ -34,7 +36,7 @@ def _firing(alert_id: str, rule: str, minutes: float) -> AlertRecord:
 
 
 def test_moved_alert_is_kept_and_listed() -> None:
-    """Same rule 12 minutes earlier is kept and moved; 2 hours apart is gained and lost."""
+    """Firing 12 minutes earlier is kept and moved; 2 hours apart is gained and lost."""
     base = [_firing("b1", "spike", 0), _firing("b2", "surge", 0)]
     other = [_firing("o1", "spike", -12), _firing("o2", "surge", 120)]
 
@@ -46,8 +48,8 @@ def test_moved_alert_is_kept_and_listed() -> None:
     assert [r.alert_id for r in diff.lost] == ["b2"]
 
 
-def test_same_start_is_not_moved() -> None:
-    """An alert that starts at the same time in both replays is kept, not moved."""
+def test_same_firing_time_is_not_moved() -> None:
+    """An alert that fires at the same time in both replays is kept, not moved."""
     diff = compare_alerts([_firing("b1", "spike", 5)], [_firing("o1", "spike", 5)])
 
     assert diff.kept == 1
@@ -55,7 +57,7 @@ def test_same_start_is_not_moved() -> None:
 
 
 def test_shift_text_minutes_and_seconds() -> None:
-    """Shifts read in minutes, with seconds when there are any."""
+    """Shifts between firing times read in minutes, with seconds when there are any."""
     base = _firing("b1", "spike", 0)
 
     assert shift_text(base, _firing("o1", "spike", -12)) == "12 min earlier"
@@ -77,3 +79,18 @@ def test_printed_diff_lists_moved() -> None:
     assert lines[1].startswith("~ ")
     assert lines[1].endswith("(30 min later)")
     assert len(lines) == 2
+
+
+def test_moved_by_firing_time_not_pending_start() -> None:
+    """Same firing time after a longer pending spell is not moved, and vice versa."""
+    base = _firing("b1", "spike", 10)
+    longer_pending = msgspec.structs.replace(
+        _firing("o1", "spike", 10), started_at=START
+    )
+    later = msgspec.structs.replace(
+        _firing("o2", "spike", 25), started_at=base.started_at
+    )
+
+    assert compare_alerts([base], [longer_pending]).moved == []
+    assert shift_text(base, later) == "15 min later"
+    assert len(compare_alerts([base], [later]).moved) == 1

@@ -32,7 +32,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
             "Measure detection quality on the NAB, planted-spike and month-end "
             "benchmarks, print the figures and write them to "
             "detector/evaluation/results.json and QUALITY.md unless --no-write "
-            "is given."
+            "is given. The benchmark data is read from BURNRATE_SHARED_DATA "
+            "(default: shared/data next to the repository)."
         ),
     )
     _options(parser)

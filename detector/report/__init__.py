@@ -120,7 +120,7 @@ def _alert_counts(records: list[AlertRecord]) -> str:
 
 
 def _record_row(record: AlertRecord) -> str:
-    when = record.event_time.strftime("%Y-%m-%d %H:%M:%SZ")
+    when = _fired_at(record)
     return (
         f'<tr><td>{when}</td><td class="{record.status}">{record.status}</td>'
         f"<td>{html.escape(record.tier)}</td><td>{html.escape(record.tenant)}</td>"
@@ -151,15 +151,16 @@ def _comparison(other_rules: Path, diff: AlertDiff) -> str:
 
     moved_rows = "".join(
         f"<tr><td>{html.escape(shift_text(base, other))}</td>"
-        f"<td>{html.escape(base.started_at.isoformat())}</td>"
-        f"<td>{html.escape(other.started_at.isoformat())}</td>"
+        f"<td>{html.escape(_fired_at(base))}</td>"
+        f"<td>{html.escape(_fired_at(other))}</td>"
         f"<td>{html.escape(other.tenant)}</td><td>{html.escape(other.rule_id)}</td>"
         f"<td>{html.escape(other.summary)}</td></tr>"
         for base, other in diff.moved
     )
     moved = (
         f"<h3>Moved: raised by both at another time ({len(diff.moved)})</h3><table>"
-        "<tr><th>shift</th><th>replayed rules</th><th>compared rules</th>"
+        "<tr><th>shift</th><th>fired (replayed rules)</th>"
+        "<th>fired (compared rules)</th>"
         "<th>tenant</th><th>rule</th><th>summary (compared rules)</th></tr>"
         f"{moved_rows or '<tr><td colspan=6>none</td></tr>'}</table>"
     )
@@ -170,6 +171,11 @@ def _comparison(other_rules: Path, diff: AlertDiff) -> str:
         + table("Lost: raised only by the replayed rules", diff.lost)
         + moved
     )
+
+
+def _fired_at(record: AlertRecord) -> str:
+    """Return the record's time as the console and the alerts table show it."""
+    return record.event_time.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def add_report_options(parser: argparse.ArgumentParser) -> None:

@@ -3,8 +3,8 @@
 Two firing records are the same alert when tier, rule, tenant and series agree
 and they started within ``MATCH_WINDOW_S`` of each other: a changed threshold
 often moves an alert by a few minutes without making it a different alert. Such
-an alert counts as kept, and when its start differs it is also listed as moved,
-since firing earlier or later is often the point of a rule change.
+an alert counts as kept, and when it fires at another time it is also listed as
+moved, since firing earlier or later is often the point of a rule change.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class AlertDiff:
     """Firing records only the other rules raised (gained) or only the base raised (lost).
 
     ``moved`` pairs the base record with the other rules' record of each kept
-    alert that started at another time.
+    alert that fired at another time.
     """
 
     gained: list[AlertRecord]
@@ -72,14 +72,14 @@ def compare_alerts(base: list[AlertRecord], other: list[AlertRecord]) -> AlertDi
         else:
             remaining.remove(match)
             kept += 1
-            if match.started_at != record.started_at:
+            if match.event_time != record.event_time:
                 moved.append((record, match))
     return AlertDiff(gained=remaining, lost=lost, kept=kept, moved=moved)
 
 
 def shift_text(base: AlertRecord, other: AlertRecord) -> str:
-    """Describe how much earlier or later ``other`` started than ``base``."""
-    seconds = int((other.started_at - base.started_at).total_seconds())
+    """Describe how much earlier or later ``other`` fired than ``base``."""
+    seconds = int((other.event_time - base.event_time).total_seconds())
     minutes, rest = divmod(abs(seconds), 60)
     amount = f"{minutes} min" if rest == 0 else f"{minutes} min {rest} s"
     return f"{amount} {'earlier' if seconds < 0 else 'later'}"
