@@ -135,7 +135,9 @@ def conclude(
     active = compare(edge, limit, job.budget.comparison)
     key = _key(job.rule, job.budget, job.period_start)
     build = _builder(state, job, forecast, edge, limit)
-    return state.alerts.update(key, active, now, build, repeat_s=job.rule.repeat_interval_s)
+    return state.alerts.update(
+        key, active, now, build, repeat_s=job.rule.repeat_interval_s
+    )
 
 
 def close_ended(
@@ -182,32 +184,55 @@ def _ended_builder(
             )
         else:
             spent = f"of the {format_amount(limit, 'usd')} budget {budget.id} ended"
-        return AlertRecord(
-            alert_id=alert.alert_id,
-            status=status,
-            tier="predictive",
-            severity=rule.severity,
-            rule_id=rule.id,
-            tenant=state.tenant,
-            signal="spend",
-            unit="usd",
-            observed=total.spend_usd if total is not None else _ZERO,
-            threshold=limit,
-            event_time=now,
-            started_at=alert.started_at,
-            summary=(
-                f"{budget.period} period {first} to {last} {spent}, so its "
-                "forecast alert is closed"
-            ),
-            series={"tenant": state.tenant},
-            period_start=start,
-            period_end=end,
-            runbook_url=str(rule.runbook_url) if rule.runbook_url else None,
-            labels=dict(rule.labels),
-            details={} if total is not None else dict(UNKNOWN_OBSERVED),
+        summary = f"{budget.period} period {first} to {last} {spent}, so its forecast alert is closed"
+        return closed_record(
+            state, rule, alert, now, summary, start, total, limit, period_end=end
         )
 
     return build
+
+
+def closed_record(
+    state: TenantState,
+    rule: ForecastRule,
+    alert: AlertState,
+    now: datetime,
+    summary: str,
+    period_start: datetime,
+    total: PeriodTotal | None,
+    limit: Decimal | None,
+    *,
+    period_end: datetime | None = None,
+) -> AlertRecord:
+    """Return the resolved record of a forecast alert that no forecast will resolve.
+
+    Its period ended, or a reload removed its rule. The period's spend is the
+    observed value when the state still holds it.
+    """
+    details = {} if total is not None else dict(UNKNOWN_OBSERVED)
+    if rule.summary:
+        details["description"] = rule.summary
+    return AlertRecord(
+        alert_id=alert.alert_id,
+        status="resolved",
+        tier="predictive",
+        severity=rule.severity,
+        rule_id=rule.id,
+        tenant=state.tenant,
+        signal="spend",
+        unit="usd",
+        observed=total.spend_usd if total is not None else _ZERO,
+        threshold=limit,
+        event_time=now,
+        started_at=alert.started_at,
+        summary=summary,
+        series={"tenant": state.tenant},
+        period_start=period_start,
+        period_end=period_end,
+        runbook_url=str(rule.runbook_url) if rule.runbook_url else None,
+        labels=dict(rule.labels),
+        details=details,
+    )
 
 
 def _updatable(fitted: FittedModel, first: date, yesterday: date) -> bool:
@@ -240,7 +265,9 @@ def _builder(
     limit: Decimal,
 ) -> RecordBuilder:
     spent_out = job.spent_to_date_usd >= limit
-    exhausted = None if spent_out else forecast.exhaustion_day(job.spent_to_date_usd, limit)
+    exhausted = (
+        None if spent_out else forecast.exhaustion_day(job.spent_to_date_usd, limit)
+    )
     method = forecast.method + (" (low confidence)" if forecast.low_confidence else "")
 
     def build(alert: AlertState, status: Status, now: datetime) -> AlertRecord:
@@ -271,7 +298,10 @@ def _builder(
                 f"the {job.rule.edge} edge is back within the "
                 f"{format_amount(limit, 'usd')} budget {job.budget.id}"
             )
-        details = {"method": forecast.method, "low_confidence": str(forecast.low_confidence).lower()}
+        details = {
+            "method": forecast.method,
+            "low_confidence": str(forecast.low_confidence).lower(),
+        }
         if exhausted:
             details["exhaustion_day"] = exhausted.isoformat()
         if forecast.fitted is not None:

@@ -30,6 +30,7 @@ from detector.config import (
 )
 from detector.lifecycle import AlertState
 from detector.state import PeriodTotal, TenantState
+from detector.tiers import predictive
 from detector.tiers.common import series_labels, split_key
 
 _Rule = ThresholdRule | RateOfChangeRule | ForecastRule
@@ -174,29 +175,10 @@ def _forecast_record(
     start = datetime.fromisoformat(start_text)
     budget = old.budget(budget_id, state.tenant)
     total = state.periods.get(budget_id, {}).get(start)
-    details = {} if total is not None else dict(UNKNOWN_OBSERVED)
-    if rule.summary:
-        details["description"] = rule.summary
-    return AlertRecord(
-        alert_id=alert.alert_id,
-        status="resolved",
-        tier="predictive",
-        severity=rule.severity,
-        rule_id=rule.id,
-        tenant=state.tenant,
-        signal="spend",
-        unit="usd",
-        # The period's spend so far, as in the firing record.
-        observed=total.spend_usd if total is not None else _ZERO,
-        threshold=budget.limit_usd if budget is not None else None,
-        event_time=now,
-        started_at=alert.started_at,
-        summary=f"{reason}, so its forecast alert for budget {budget_id} is closed",
-        series={"tenant": state.tenant},
-        period_start=start,
-        runbook_url=str(rule.runbook_url) if rule.runbook_url else None,
-        labels=dict(rule.labels),
-        details=details,
+    limit = budget.limit_usd if budget is not None else None
+    summary = f"{reason}, so its forecast alert for budget {budget_id} is closed"
+    return predictive.closed_record(
+        state, rule, alert, now, summary, start, total, limit
     )
 
 
