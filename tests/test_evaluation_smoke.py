@@ -403,7 +403,7 @@ def test_evaluate_prints_report_or_json(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_evaluate_help_describes_command(capsys: pytest.CaptureFixture[str]) -> None:
-    """The help of evaluate says what it measures and which files it writes."""
+    """The help of evaluate describes what it measures and which files it writes."""
     with pytest.raises(SystemExit) as exited:
         main(["evaluate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
@@ -438,7 +438,7 @@ def test_threshold_limits_exact() -> None:
 
     joined, separate, *_ = limits
     assert joined["ordinary_windows"] == 288
-    # Six idle windows cannot be spiked; the other 282 become 3x their ratio.
+    # Six idle windows cannot be spiked. The other 282 become 3x their ratio.
     assert joined["spiked_windows"] == 282
     assert joined["threshold_for_recall_0_9"] == 3.0
     # Two runs reach 3 in 2/7 of a tenant-week: the 5x window and windows 1206-1208.
@@ -464,7 +464,7 @@ def test_nab_halves_alternate_within_category() -> None:
 
 
 def test_nab_best_point_on_half() -> None:
-    """The grid point with the highest raw sum on the half wins; ties go first."""
+    """The grid point with the highest raw sum on the half wins, the first on ties."""
     per_file = [
         {"a/1.csv": 1.0, "a/2.csv": -3.0},
         {"a/1.csv": 0.5, "a/2.csv": 2.0},
@@ -477,14 +477,14 @@ def test_nab_best_point_on_half() -> None:
 
 
 def test_nab_report_shows_target_and_held_out() -> None:
-    """The NAB section says whether the target is met and gives the held-out score."""
+    """The NAB section states whether the target is met and gives the held-out score."""
     entry = {
         "score": 63.38,
         "windows_hit": 28,
         "windows_missed": 6,
         "false_alert_rows": 86,
     }
-    held = {
+    held_out_entry = {
         "score": 58.96,
         "windows_hit": 27,
         "windows_missed": 7,
@@ -497,7 +497,7 @@ def test_nab_report_shows_target_and_held_out() -> None:
                 "grid_points": 16,
                 "halves": [13, 11],
                 "chosen": [{"window": "75m"}, {"window": "90m"}],
-                "profiles": dict.fromkeys(nab.PROFILES, held),
+                "profiles": dict.fromkeys(nab.PROFILES, held_out_entry),
             },
         }
     }

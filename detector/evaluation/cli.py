@@ -90,7 +90,12 @@ def run_command(args: argparse.Namespace) -> int:
 
 def render(results: dict[str, Any]) -> str:
     """Return the markdown report of the recorded figures."""
-    lines = ["# Detection quality", "", "Figures from `burnrate evaluate`; the same command reproduces them.", ""]
+    lines = [
+        "# Detection quality",
+        "",
+        "Figures from `burnrate evaluate`, which reproduces them.",
+        "",
+    ]
     if "nab" in results:
         nab = results["nab"]
         lines += [
@@ -135,7 +140,8 @@ def render(results: dict[str, Any]) -> str:
                 f"{month['weather_fit_days']} days before the cutoff and the recorded "
                 "weather of the remaining days. All are scored on the same 22 months. "
                 "The model has one configuration for all months: a "
-                f"{month['seasonal']} weekly season refitted on the trailing {month['history_days']} days."
+                f"{month['seasonal']} weekly season refitted on the trailing "
+                f"{month['history_days']} days."
             ),
         ]
         if (
@@ -168,8 +174,9 @@ def render(results: dict[str, Any]) -> str:
                 "the recorded weather of the remaining days, fitted on the "
                 f"{month['weather_fit_days']} days before the cutoff, reaches "
                 f"{weather[0]} of the naive's error from day 10 and {weather[1]} from "
-                f"day 20. It reads weather that no forecast has, {verdict}. Other regressors, tried once and listed in the same file, "
-                "met the target from day 10 in some trials and never from day 20."
+                f"day 20. It reads weather that no forecast has, {verdict}. Other "
+                "regressors, tried once and listed in the same file, met the target "
+                "from day 10 in some trials and never from day 20."
             )
         lines += _render_coverage(month)
     return "\n".join(lines)

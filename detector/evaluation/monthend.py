@@ -175,8 +175,8 @@ def predict_remaining(
 ) -> float:
     """Fit ``counts`` on ``known`` by least squares and sum the fit over ``remaining``.
 
-    Each row is one day's regressors. ``numpy.linalg.lstsq`` returns the minimum-norm solution when columns are
-    collinear. So a column that is constant zero in the fit, such as the holiday
+    Each row is one day's regressors. ``numpy.linalg.lstsq`` returns the
+    minimum-norm solution when columns are collinear. So a column that is constant zero in the fit, such as the holiday
     flag in a window without a holiday, gets a coefficient of 0.
     """
     coefficients, *_ = np.linalg.lstsq(known, counts, rcond=None)

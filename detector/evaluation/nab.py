@@ -61,7 +61,7 @@ HELD_OUT_GRID = tuple(
     for keep in ("3h", "4h")
 )
 NOTE = (
-    "The parameters were chosen by a grid search scored on these files; the "
+    "The parameters were chosen by a grid search scored on these files. The "
     "held-out line shows the score when they are chosen on one half and "
     "scored on the other."
 )
@@ -108,7 +108,7 @@ def run(
     """Detect on every matching file, score the results and return the figures.
 
     The held-out check runs only on the whole set of files (``pattern`` left at
-    its default), since halves of a few files say little.
+    its default), because halves of a few files are too small to choose on.
     """
     root = dataset("nab")
     with tempfile.TemporaryDirectory() as scratch:
@@ -133,10 +133,10 @@ def run(
 def held_out_check(workers: int = 2) -> dict[str, Any]:
     """Choose the grid point on one half of the files, score it on the other.
 
-    Every grid point is run once on every file; a half's raw standard score is
-    the sum of its files' raw scores, so the choice on a half needs no extra
-    scoring run. The two held-out halves are then scored together by the NAB
-    scorer, so the figure is normalised exactly like the main one.
+    Every grid point is run once on every file. A half's raw standard score is
+    the sum of its files' raw scores, so choosing on a half needs no extra
+    scoring run. The NAB scorer then scores the two held-out halves together, so
+    the figure is normalised exactly like the main one.
     """
     root = dataset("nab")
     files = data_files(root)
