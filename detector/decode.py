@@ -210,8 +210,8 @@ def _rejection_from_msgspec(error: msgspec.DecodeError, data: bytes) -> Rejectio
     message = str(error)
     if not isinstance(error, msgspec.ValidationError):
         return Rejection("invalid_json", None, message, data)
-    # The typed decoder checks types as it parses, so text that is not JSON at
-    # all ("35 s. Output:") fails on a type before the syntax; say it is not JSON.
+    # The typed decoder checks types as it parses, so text that is not JSON at all
+    # ("35 s. Output:") fails on a type first. Such input is reported as invalid JSON.
     syntax = _syntax_error(data)
     if syntax is not None:
         return Rejection("invalid_json", None, syntax, data)

@@ -343,7 +343,7 @@ class Engine:
         new rule evaluates for its tenant (its rule or budget was removed,
         renamed, moved to another tier, scoped away from the tenant or given
         other series) is dropped, and if it was firing it resolves now with a
-        record that says why (``detector.tiers.removed``).
+        record that gives the reason (``detector.tiers.removed``).
         """
         previous = self.rules
         self.rules = rules
@@ -399,8 +399,9 @@ class Engine:
             series.set_plan(retention.signal_plans.get(spec))
             # A rolling window no rule needs is dropped. A new window length is
             # summed from fine buckets, which is exact, until the series is new.
+            needed = retention.rolling_windows_by_spec.get(spec, retention.rolling_windows_s)
             for window_s in list(series.rolling):
-                if window_s not in retention.rolling_windows_s:
+                if window_s not in needed:
                     del series.rolling[window_s]
 
     def drop_tenant(self, tenant: str) -> None:
@@ -455,8 +456,12 @@ def _retention(rules: RuleSet, settings: EngineSettings) -> Retention:
 
 
 def _rolling_windows_by_spec(rules: RuleSet) -> dict[tuple[str, ...], tuple[int, ...]]:
-    """Return the window lengths of up to 6 hours that each spec's rules read."""
-    by_spec: dict[tuple[str, ...], set[int]] = {}
+    """Return the window lengths of up to 6 hours that each spec's rules read.
+
+    The per-tenant series exists for every tenant, so it gets an entry even when
+    no rule reads it, and then keeps no running totals.
+    """
+    by_spec: dict[tuple[str, ...], set[int]] = {("tenant",): set()}
     for rule in rules.rules:
         if isinstance(rule, ThresholdRule | RateOfChangeRule):
             windows = by_spec.setdefault(rule.series, set())

@@ -59,7 +59,8 @@ def bucket_key(value: float) -> int | None:
     """
     if value > _MIN_POSSIBLE:
         # The same expression as ``LogarithmicMapping.key``, so keys are equal.
-        return int(math.ceil(math.log(value, 2) * _MULTIPLIER))
+        # ``math.log2`` can differ in the last bit, which would move a key.
+        return math.ceil(math.log(value, 2) * _MULTIPLIER)  # noqa: FURB163
     if value < 0:
         raise ValueError(f"invalid latency {value}: must be 0 or more")
     return None
@@ -99,9 +100,10 @@ class Sketch:
         """Add one value whose ``bucket_key`` the caller computed already."""
         self.count += 1
         self.sum += value
-        if value < self.min:
+        # Comparisons rather than min() and max(): this runs for every value added.
+        if value < self.min:  # noqa: PLR1730
             self.min = value
-        if value > self.max:
+        if value > self.max:  # noqa: PLR1730
             self.max = value
         if key is None:
             self.zero_count += 1

@@ -52,9 +52,9 @@ class Retention:
     dedup_s: int
     dedup_max_ids: int
     rolling_windows_s: tuple[int, ...] = ()
-    # Rolling windows of each series spec, for the specs a rule reads. A
-    # series keeps running totals only for its own rules' windows. Specs not
-    # listed use ``rolling_windows_s``.
+    # Rolling windows of each series spec, for the specs a rule reads and the
+    # per-tenant spec. A series keeps running totals only for its own rules'
+    # windows. Specs not listed use ``rolling_windows_s``.
     rolling_windows_by_spec: dict[tuple[str, ...], tuple[int, ...]] = field(
         default_factory=dict
     )

@@ -627,10 +627,10 @@ class BucketSeries:
         return self.coarse_total(signal, end_s - window_s, end_s)
 
     def known_total(self, signal: str, start_s: int, end_s: int) -> Decimal | None:
-        """Return ``coarse_total``, or None where it would stand in for no data.
+        """Return ``coarse_total``, or None where its 0 would mean "no data".
 
-        A latency or ratio key whose hours hold fewer requests than its minimum
-        has no value; 0 there would read as a rise to anything after it.
+        A latency or ratio key whose hours contain fewer requests than its minimum
+        has no value. A 0 there would read as a rise to any later value.
         """
         if signal in TOTAL_SIGNALS:
             return self.coarse_total(signal, start_s, end_s)

@@ -215,7 +215,7 @@ def fit_constant(value: float) -> Any:
     return fit
 
 
-def test_check_accepts_exactly_ten_times_run_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_accepts_ten_times_run_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     """A forecast at exactly 10 times the run rate passes, one cent a day more fails."""
     # History June 1-21 at $40 a day: the run rate of June 22-30 is $360.
     history = usd([40] * 21)

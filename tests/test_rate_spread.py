@@ -53,7 +53,7 @@ def test_recent_windows_follow_new_level() -> None:
     assert alerts[0].details["recent_windows"] == "3"
 
 
-def test_joined_baseline_fires_on_return_after_quiet_hours() -> None:
+def test_joined_baseline_fires_after_quiet_hours() -> None:
     """Back to $10 after three $1 hours: median(10, 1, 1, 1) = 1, so $10 is 10x."""
     rule = {**HOURLY, "recent_windows": 3}
     engine = engine_for({"rules": [rule]})
@@ -67,7 +67,7 @@ def test_joined_baseline_fires_on_return_after_quiet_hours() -> None:
     assert [(a.event_time.hour, a.baseline) for a in alerts] == [(10, Decimal(1))]
 
 
-def test_separate_baseline_ignores_return_after_quiet_hours() -> None:
+def test_separate_baseline_ignores_quiet_hours() -> None:
     """The same day against max(last week's $10, recent median $1) = $10: no rise."""
     rule = {**HOURLY, "recent_windows": 3, "recent_baseline": "separate"}
     engine = engine_for({"rules": [rule]})
@@ -95,7 +95,7 @@ def test_separate_baseline_fires_above_both_levels() -> None:
     assert "the higher of the median" in alerts[0].summary
 
 
-def test_separate_baseline_takes_lower_level_for_a_fall() -> None:
+def test_separate_baseline_fall_uses_lower_level() -> None:
     """After $10 hours, last week $4: $4 is no fall, $1 is one against min(4, 10)."""
     rule = {
         **HOURLY,

@@ -552,7 +552,7 @@ def test_memory_estimate_near_tracemalloc() -> None:
 def test_pending_values_fold_into_sketch() -> None:
     """A bucket keeps its first values raw and reads the same p95 either way."""
     series = BucketSeries(7200 + 300, 8 * 86400, (), PLAN)
-    for offset_s in range(0, 40):
+    for offset_s in range(40):
         series.add(START_S + offset_s, Decimal(0), 0)
         series.add_signals(START_S + offset_s, Sample(request(offset_s, ttft_ms=10.0 + offset_s)))
     bucket = series.fine_stats[START_S]

@@ -84,8 +84,8 @@ def plan(
     """Return the fit due for this tenant at ``now``, if one is due.
 
     ``fitted`` is the tenant's last accepted fit for this rule. The job updates it
-    while it is younger than ``REFIT_DAYS`` and its history is still held, and
-    refits otherwise.
+    while it is younger than ``REFIT_DAYS`` and the state still contains its
+    history, and refits otherwise.
     """
     if budget.limit_usd is None or not state.daily_usd:
         return None
@@ -207,7 +207,7 @@ def closed_record(
     """Return the resolved record of a forecast alert that no forecast will resolve.
 
     Its period ended, or a reload removed its rule. The period's spend is the
-    observed value when the state still holds it.
+    observed value when the state still contains it.
     """
     details = {} if total is not None else dict(UNKNOWN_OBSERVED)
     if rule.summary:
@@ -294,7 +294,7 @@ def _builder(
         else:
             summary = (
                 f"{job.budget.period} spend forecast for {job.period_end} is "
-                f"{format_amount(forecast.month_end_usd, 'usd')} ({interval}); "
+                f"{format_amount(forecast.month_end_usd, 'usd')} ({interval}), and "
                 f"the {job.rule.edge} edge is back within the "
                 f"{format_amount(limit, 'usd')} budget {job.budget.id}"
             )

@@ -27,12 +27,12 @@ and the longest short window) and from hourly buckets before that. With
 larger of the periods' median and the recent windows' median (the smaller for
 ``direction: down``), so a rise must clear both the usual level at that time and
 the level of the last windows. A tenant back to its usual spend after a quiet
-hour stays under the first; one that grew days ago stays under the second.
+hour stays under the first. A tenant that grew days ago stays under the second.
 
 Latency and ratio signals. An earlier or recent window with fewer requests than
-the rule's ``min_requests`` has no p95 or error rate; it is left out of the
-median rather than read as 0, which would make any later value a rise. With no
-window left there is no baseline, and the rule waits.
+the rule's ``min_requests`` has no quantile or ratio. It is left out of the
+median rather than read as 0, because 0 would make any later value a rise. With
+no window left there is no baseline, and the rule waits.
 
 Spread. The spread of the baseline is 1.4826 times the median absolute deviation
 of its windows from their median. It estimates a standard deviation for normal
@@ -105,7 +105,8 @@ class Baseline:
     periods: int
     # Recent windows the median used besides the periods.
     recent: int = 0
-    # 1.4826 x the median absolute deviation of the windows, or 0 in warm-up.
+    # 1.4826 x the median absolute deviation of the windows. It is 0 in warm-up
+    # and for a rule without ``min_deviations``, which does not read it.
     spread: Decimal = Decimal(0)
 
     @property
@@ -141,12 +142,15 @@ def reference(
     )
     windows = periodic + recent
     pooled = statistics.median(windows)
-    deviation = statistics.median(abs(total - pooled) for total in windows)
+    spread = Decimal(0)
+    if rule.min_deviations is not None:
+        deviation = statistics.median(abs(total - pooled) for total in windows)
+        spread = MAD_TO_STD * deviation
     value = pooled
     if rule.recent_baseline == "separate" and recent:
         levels = (statistics.median(periodic), statistics.median(recent))
         value = max(levels) if rule.direction == "up" else min(levels)
-    return Baseline(value, len(periodic), len(recent), MAD_TO_STD * deviation)
+    return Baseline(value, len(periodic), len(recent), spread)
 
 
 def _periodic_windows(
@@ -301,9 +305,9 @@ def _evaluate_series(
     now: datetime,
     now_s: int,
 ) -> AlertRecord | None:
-    if not series.has_enough(rule.measure, now_s, rule.window_s):
+    current = series.known_window(rule.measure, now_s, rule.window_s)
+    if current is None:
         return None  # fewer than min_requests: a latency or ratio alert keeps its state
-    current = series.window_total(rule.measure, now_s, rule.window_s)
     tracked = key in state.alerts.alerts
     if not tracked and rule.direction == "up" and current < rule.min_increase:
         return None  # cannot rise by min_increase: skips the baseline lookups

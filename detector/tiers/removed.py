@@ -4,8 +4,8 @@ Each tier re-evaluates only the lifecycle keys that its current rules build for
 a tenant. A reload can remove a rule or budget, rename it, move it to another
 tier, scope it away from a tenant or change its series. No rule then builds the
 old keys, so their alerts would stay open, and so would the incidents at the
-receivers. ``close`` drops those alerts: a pending one without a record, a
-firing one with a resolved record built from the rule as it was before the
+receivers. ``close`` drops those alerts. A pending one goes without a record.
+A firing one resolves with a record built from the rule as it was before the
 reload, so the record carries the severity, labels and series that routed the
 firing record.
 

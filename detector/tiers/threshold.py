@@ -36,10 +36,6 @@ _ZERO = Decimal(0)
 _PREFIX = "absolute"
 
 
-def window_end_s(instant_s: int) -> int:
-    return instant_s - instant_s % FINE_BUCKET_S + FINE_BUCKET_S
-
-
 def check_on_event(
     state: TenantState,
     rule: ThresholdRule,
