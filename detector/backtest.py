@@ -129,7 +129,8 @@ def replay(
     result = BacktestResult(records=[], engine=engine)
     rejects = _RejectWriter(rejects_out)
     started = time.perf_counter()
-    latest_s = time.time() + max_future_s
+    wall_s = time.time()
+    latest_s = wall_s + max_future_s
     largest_jump_s = 0
 
     def emit(records: list[AlertRecord]) -> None:
@@ -147,7 +148,7 @@ def replay(
                 rejects.write(str(source), line_number, rejection)
             for event in events:
                 if event.timestamp_s > latest_s:
-                    future = too_far_ahead(event.timestamp, latest_s - max_future_s, line)
+                    future = too_far_ahead(event.timestamp, wall_s, line)
                     result.rejected[future.reason] += 1
                     rejects.write(str(source), line_number, future)
                     continue
@@ -238,6 +239,8 @@ class StagedOutputs:
         traceback: TracebackType | None,
     ) -> None:
         try:
+            # NOTE: a rename that fails part way leaves the earlier targets
+            # replaced and the later ones as they were.
             if kind is None:
                 for temporary, target in self._pending:
                     if temporary not in self._discarded:

@@ -500,8 +500,8 @@ def _name_inputs(sources: list[Path]) -> str:
     """Return the input file names, the first three only when there are more."""
     if len(sources) <= 3:
         return ", ".join(str(path) for path in sources)
-    shown = ", ".join(str(path) for path in sources[:3])
-    return f"{shown} and {len(sources) - 3} other files"
+    first_three = ", ".join(str(path) for path in sources[:3])
+    return f"{first_three} and {len(sources) - 3} other files"
 
 
 def _format_span(seconds: int) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from functools import cached_property
+from itertools import pairwise
 from typing import TYPE_CHECKING, Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -144,7 +145,7 @@ class GatewayPolicy(_Frozen):
             )
             if value is not None
         ]
-        for (low_name, low), (high_name, high) in zip(levels, levels[1:]):
+        for (low_name, low), (high_name, high) in pairwise(levels):
             if low > high:
                 raise FieldError(
                     low_name,

@@ -63,7 +63,7 @@ from detector.events import Event
 from detector.pricing import Pricer
 from detector.ruleload import _describe, _read_document, load_rules
 
-# Sections only a rules file has; a test file's ``rules`` names a folder.
+# Sections that only a rules file has. A test file's ``rules`` is a folder path.
 _RULE_SECTIONS = frozenset(RuleFile.model_fields) - {"rules"}
 DEFAULT_MODEL = "gpt-4o"
 DEFAULT_PROVIDER = "openai"

@@ -532,12 +532,12 @@ def test_late_warning_without_large_jump(
 
 def test_staged_output_discarded(tmp_path: Path) -> None:
     """A discarded file keeps its target while the other staged files replace theirs."""
-    kept = tmp_path / "alerts.jsonl"
-    kept.write_text("earlier run\n")
+    target = tmp_path / "alerts.jsonl"
+    target.write_text("earlier run\n")
 
     with StagedOutputs() as outputs:
         outputs.stage(tmp_path / "rejected.jsonl").write_text("new rejects\n")
-        discarded = outputs.stage(kept)
+        discarded = outputs.stage(target)
         discarded.write_text("partial\n")
         outputs.discard(discarded)
 

@@ -36,7 +36,7 @@ def _firing(alert_id: str, rule: str, minutes: float) -> AlertRecord:
 
 
 def test_moved_alert_is_kept_and_listed() -> None:
-    """Firing 12 minutes earlier is kept and moved; 2 hours apart is gained and lost."""
+    """Firing 12 minutes earlier is kept and moved, 2 hours later gained and lost."""
     base = [_firing("b1", "spike", 0), _firing("b2", "surge", 0)]
     other = [_firing("o1", "spike", -12), _firing("o2", "surge", 120)]
 
@@ -82,7 +82,7 @@ def test_printed_diff_lists_moved() -> None:
 
 
 def test_moved_by_firing_time_not_pending_start() -> None:
-    """Same firing time after a longer pending spell is not moved, and vice versa."""
+    """Only the firing time moves an alert, not the start of its pending spell."""
     base = _firing("b1", "spike", 10)
     longer_pending = msgspec.structs.replace(
         _firing("o1", "spike", 10), started_at=START

@@ -140,7 +140,7 @@ def test_invalid_test_file_located(tmp_path: Path) -> None:
 
 
 def test_rules_file_named_as_such(tmp_path: Path) -> None:
-    """A rules file given as a test says so and names the tests folder."""
+    """A rules file given as a test is rejected with the tests folder named."""
     path = tmp_path / "budgets.yaml"
     path.write_text("budgets:\n  - id: daily\n    limit_usd: 5\n", encoding="utf-8")
 
