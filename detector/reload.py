@@ -123,8 +123,8 @@ class ReloadAlert:
         self.path = path
         # The alert id and start time of the firing alert, None while none fires.
         self._episode: tuple[str, datetime] | None = None
-        self._rejected = 0
-        self._sent = 0
+        self._rejections = 0
+        self._records_sent = 0
         self._errors: list[str] = []
 
     def reject(self, problems: list[Problem], now: datetime) -> AlertRecord | None:
@@ -133,7 +133,7 @@ class ReloadAlert:
         Returns None when the alert already fires with the same errors.
         """
         errors = [str(problem) for problem in problems]
-        self._rejected += 1
+        self._rejections += 1
         if self._episode is not None and errors == self._errors:
             return None
         if self._episode is None:
@@ -141,7 +141,7 @@ class ReloadAlert:
             self._episode = (identifier, now)
         self._errors = errors
         record = self._record("firing", now)
-        self._sent += 1
+        self._records_sent += 1
         return record
 
     def accept(self, now: datetime) -> AlertRecord | None:
@@ -153,8 +153,8 @@ class ReloadAlert:
             return None
         record = self._record("resolved", now)
         self._episode = None
-        self._rejected = 0
-        self._sent = 0
+        self._rejections = 0
+        self._records_sent = 0
         self._errors = []
         return record
 
@@ -169,10 +169,10 @@ class ReloadAlert:
                 for index, error in enumerate(self._errors[:MAX_LISTED_ERRORS])
             )
         else:
-            plural = "" if self._rejected == 1 else "s"
+            plural = "" if self._rejections == 1 else "s"
             summary = (
-                f"rules reload from {self.path} accepted after {self._rejected} "
-                f"rejected reload{plural}: the folder is valid again"
+                f"rules reload from {self.path} accepted after {self._rejections} "
+                f"rejected reload{plural}. The folder is valid again."
             )
             details = {}
         return AlertRecord(
@@ -187,11 +187,11 @@ class ReloadAlert:
             # so the rejected reloads of the episode are counted in requests. The
             # number of errors, which has no unit of its own, is in the details.
             unit="requests",
-            observed=Decimal(self._rejected),
+            observed=Decimal(self._rejections),
             event_time=now,
             started_at=started_at,
             summary=summary,
-            repeat=self._sent,
+            repeat=self._records_sent,
             details=details,
         )
 

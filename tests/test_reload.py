@@ -219,8 +219,8 @@ def test_reload_alert_one_episode(tmp_path: Path) -> None:
     assert "invalid tier 'threshold'" in firing.summary
     assert "invalid duration '1hour'" in repeat.summary
     assert resolved.summary == (
-        f"rules reload from {folder} accepted after 3 rejected reloads: "
-        "the folder is valid again"
+        f"rules reload from {folder} accepted after 3 rejected reloads. "
+        "The folder is valid again."
     )
     assert reloader.rejected == 3
     assert reloader.reloads == 2

@@ -126,6 +126,8 @@ class BurnrateService:
             restored = runner.restore(key.decode() for key in keys)
             if restored:
                 logger.info("partition %d: restored %d tenants", partition, restored)
+            # NOTE: tenants that no tick evaluated yet restore no watermark, so
+            # their views describe the epoch's periods until the next event.
             for state in runner.engine.tenants.values():
                 view = budget_state(state, self.rules, runner.engine, self.board.forecast_of)
                 self.board.restore(view)
@@ -175,21 +177,25 @@ class BurnrateService:
         new = {partition for partition in new if not self.sequence.is_started(partition)}
         if not new:
             return
-        committed = await self._committed_offsets()
+        committed = await self._committed_offsets(new)
         for partition in new:
             self.sequence.start(partition, committed.get(partition))
 
-    async def _committed_offsets(self) -> dict[int, int]:
-        """Return the group's committed offset of each events partition that has one."""
+    async def _committed_offsets(self, partitions: set[int]) -> dict[int, int]:
+        """Return the group's committed offset of each events partition that has one.
+
+        ``partitions`` are the partitions being started, named in the log on failure.
+        """
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
         try:
             await admin.start()
             offsets = await admin.list_consumer_group_offsets(self.settings.app_id)
         except KafkaError as error:
             logger.warning(
-                "reading the committed offsets of group %s failed: %s. The first "
-                "record of each partition sets where it continues, so a hole "
-                "before it goes undetected", self.settings.app_id, error,
+                "reading the committed offsets of group %s for partitions %s failed: "
+                "%s. The first record of each partition sets where it continues, so "
+                "a hole before it goes undetected",
+                self.settings.app_id, sorted(partitions), error,
             )
             return {}
         finally:
@@ -278,7 +284,8 @@ class BurnrateService:
                 return budget_state(state, self.rules, runner.engine, self.board.forecast_of)
         return None
 
-    async def _persist(self, runner: PartitionRunner) -> None:
+    async def _persist(self, runner: PartitionRunner) -> set[str]:
+        """Persist and publish the changed tenants of a runner, and return them."""
         snapshots = runner.take_snapshots()
         for tenant, data in snapshots.items():
             key = tenant.encode()
@@ -288,6 +295,7 @@ class BurnrateService:
             self.publish_budget_state(runner, tenant)
         self.metrics.sync_runner(runner)
         self._start_forecasts(runner)
+        return set(snapshots)
 
     def publish_budget_state(self, runner: PartitionRunner, tenant: str) -> None:
         """Recompute a tenant's budget state for the budget API and the topic."""
@@ -404,10 +412,11 @@ def _add_rules_reloader(
     async def publish(records: list[AlertRecord]) -> None:
         await service._publish_alerts(records)
         for runner in list(service.runners.values()):
-            await service._persist(runner)
+            persisted = await service._persist(runner)
             # A change of gateway levels alone changes no tenant's state, but
-            # it can change every tenant's decision.
-            for tenant in list(runner.engine.tenants):
+            # it can change every tenant's decision. Persisted tenants were
+            # published under the new rules already.
+            for tenant in runner.engine.tenants.keys() - persisted:
                 service.publish_budget_state(runner, tenant)
 
     reloader = RulesReloader(

@@ -125,7 +125,7 @@ class ServiceMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.metrics: dict[str, MetricWrapperBase] = {}
         self._budgets: dict[tuple[str, str], LabelBudget] = {}
-        # Children by metric and raw label values, for labels that were not folded.
+        # Children by metric and raw label values, for labels exported unchanged.
         self._children: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
         self._max_label_values = max_label_values
         self._named_tenants = _named_tenants(rules)
@@ -359,16 +359,17 @@ class ServiceMetrics:
         child = self._children.get(key)
         if child is not None:
             return child
-        folded_any = False
         exported = {}
+        unchanged = True
         for label, value in labels.items():
-            exported[label], folded = self._fold(metric, label, value, now)
-            folded_any = folded_any or folded
+            exported_value, folded = self._fold(metric, label, value, now)
+            exported[label] = exported_value
+            unchanged = unchanged and not folded and exported_value == value
         child = self.metrics[metric].labels(**exported)
-        # A value a budget admitted (or a tenant outside the named ones) keeps its
-        # exported form, so its child is reused. A folded value is looked up
-        # again, because every fold is counted.
-        if not folded_any:
+        # Only labels exported as they came are cached, so the cache has no more
+        # entries than the registry has series. Unnamed tenants, which all export
+        # as other, are folded again on each call, and so is every counted fold.
+        if unchanged:
             self._children[key] = child
         return child
 

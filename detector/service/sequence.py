@@ -37,8 +37,8 @@ class Verdict(Enum):
 class _Rewind:
     # The first missing offset, where the consumer was sent back to.
     hole_start: int
-    # The offset that revealed the hole: later ones were fetched before the seek.
-    seen: int
+    # The offset that revealed the hole. Later ones were fetched before the seek.
+    found_at: int
 
 
 class OffsetSequence:
@@ -81,7 +81,7 @@ class OffsetSequence:
         """
         rewind = self.rewinds.get(partition)
         if rewind is not None:
-            if offset > rewind.seen:
+            if offset > rewind.found_at:
                 return Verdict.SKIP
             del self.rewinds[partition]
             if offset > rewind.hole_start:
@@ -102,7 +102,7 @@ class OffsetSequence:
             return Verdict.HANDLE
         if offset < expected:
             return Verdict.HANDLE
-        self.rewinds[partition] = _Rewind(hole_start=expected, seen=offset)
+        self.rewinds[partition] = _Rewind(hole_start=expected, found_at=offset)
         self.rewind_counts[partition] = self.rewind_counts.get(partition, 0) + 1
         logger.warning(
             "partition %d: offsets %d-%d were not delivered, seeking back to %d",

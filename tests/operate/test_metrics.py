@@ -139,6 +139,31 @@ def test_unnamed_tenant_exported_as_other() -> None:
     assert metrics.take_alerts() == []
 
 
+def test_child_cache_skips_unnamed_tenants() -> None:
+    """Unnamed tenants export as other and add no cache entries of their own."""
+    metrics = ServiceMetrics(RULES)
+    metrics.observe_event(llm_event(tenant="stranger-0"), Decimal(1))
+    metrics.flush(0.001, NOW)
+    cached_after_one = len(metrics._children)
+
+    for index in range(1, 100):
+        metrics.observe_event(llm_event(tenant=f"stranger-{index}"), Decimal(1))
+    metrics.flush(0.001, NOW)
+    spend = samples(metrics)[
+        (
+            "burnrate_llm_spend_usd_total",
+            labels(
+                provider="openai", model="gpt-4o", route="/v1/chat",
+                region="eu-west-1", tier="", tenant="other",
+            ),
+        )
+    ]
+
+    # The cache is private, but its size is the memory this test guards.
+    assert len(metrics._children) == cached_after_one
+    assert spend == 100.0
+
+
 def test_reloaded_rules_name_new_tenant() -> None:
     """After a reload that budgets stranger, its spend gets its own tenant label."""
     metrics = ServiceMetrics(RULES)
@@ -161,7 +186,7 @@ def test_reloaded_rules_name_new_tenant() -> None:
         for found in [dict(key[1])]
     }
 
-    # acme is no longer named but keeps its label; the new rules give it no tier.
+    # acme is no longer named but keeps its label. The new rules give it no tier.
     assert spend == {
         ("other", ""): 17.0,
         ("stranger", ""): 2.0,

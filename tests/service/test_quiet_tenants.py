@@ -1,6 +1,6 @@
 """What the wall-clock tick does for tenants whose partition receives no more records.
 
-After a partition's last record, only the tick moves its event time on: each
+After a partition's last record, only the tick moves its event time on. Each
 tick sets the event clock to the last event time plus the wall time since then.
 Any alert or budget decision that changes after that instant must come from
 the tick. The worker runs with no tick grace and a 0.2 s tick interval, so the
@@ -66,7 +66,7 @@ RULES: dict[str, Any] = {
         {"id": AT_LIMIT, "timezone": ZONE},
     ],
     "budgets": [
-        # Blocked from 90 %; the only alert threshold is the default 100 %.
+        # Blocked from 90 %. The only alert threshold is the default 100 %.
         {
             "id": "daily",
             "tenant": tenant,
@@ -180,7 +180,7 @@ def _collapsed(states: list[dict[str, Any]]) -> list[str]:
 def test_blocked_tenant_allowed_after_midnight(worker: ServiceProcess) -> None:
     """A tenant blocked late in its local day is allowed after midnight with no new event.
 
-    BLOCKED is at 95 %, blocked without any budget alert; AT_LIMIT reached
+    BLOCKED is at 95 %, blocked without any budget alert. AT_LIMIT reached
     100 %, so its alert fires and resolves when the day ends.
     """
     midnight = _local_midnight_utc(ZONE)
