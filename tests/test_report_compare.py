@@ -94,3 +94,27 @@ def test_moved_by_firing_time_not_pending_start() -> None:
     assert compare_alerts([base], [longer_pending]).moved == []
     assert shift_text(base, later) == "15 min later"
     assert len(compare_alerts([base], [later]).moved) == 1
+
+
+def test_budget_thresholds_not_paired() -> None:
+    """A removed 80 % alert is lost, not paired with the 100 % alert of the same rule."""
+    base = [
+        _budget("b80", "80", minutes=0),
+        _budget("b100", "100", minutes=36),
+    ]
+    other = [_budget("o100", "100", minutes=36)]
+
+    diff = compare_alerts(base, other)
+
+    assert [record.alert_id for record in diff.lost] == ["b80"]
+    assert diff.moved == []
+    assert diff.gained == []
+    assert diff.kept == 1
+
+
+def _budget(alert_id: str, pct: str, minutes: float) -> AlertRecord:
+    return msgspec.structs.replace(
+        _firing(alert_id, "daily-cap", minutes),
+        tier="absolute",
+        details={"threshold_pct": pct, "period": "daily"},
+    )

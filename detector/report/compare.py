@@ -1,8 +1,9 @@
 """Compare the alerts of two replays of the same history: gained, lost or moved.
 
-Two firing records are the same alert when tier, rule, tenant and series agree
-and they started within ``MATCH_WINDOW_S`` of each other: a changed threshold
-often moves an alert by a few minutes without making it a different alert. Such
+Two firing records are the same alert when tier, rule, tenant, series and, for a
+budget, the threshold agree and they started within ``MATCH_WINDOW_S`` of each
+other: a changed threshold often moves an alert by a few minutes without making
+it a different alert. Such
 an alert counts as kept, and when it fires at another time it is also listed as
 moved, since firing earlier or later is often the point of a rule change.
 """
@@ -30,12 +31,17 @@ class AlertDiff:
     moved: list[tuple[AlertRecord, AlertRecord]] = field(default_factory=list)
 
 
-def _identity(record: AlertRecord) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
+def _identity(
+    record: AlertRecord,
+) -> tuple[str, str, str, tuple[tuple[str, str], ...], str | None]:
+    # A budget alert per threshold shares rule and series with the others, so
+    # its threshold is part of what makes it the same alert.
     return (
         record.tier,
         record.rule_id,
         record.tenant,
         tuple(sorted(record.series.items())),
+        record.details.get("threshold_pct"),
     )
 
 
