@@ -39,8 +39,8 @@ def headline(record: AlertRecord) -> str:
 def comparison(record: AlertRecord) -> str:
     """Return the observed value against what it was compared with.
 
-    A record without an observed value returns its summary instead, which gives
-    the reason.
+    For a record without an observed value, return its summary, which gives the
+    reason.
     """
     if not has_observed(record):
         return record.summary

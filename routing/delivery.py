@@ -132,7 +132,7 @@ class _Worker:
         self.paused_until: datetime | None = None
         self.tasks: list[asyncio.Task[None]] = []
         # Attempts in progress, each a task of its own so stop can let it finish.
-        self.sending: set[asyncio.Task[None]] = set()
+        self.attempts: set[asyncio.Task[None]] = set()
 
 
 class Dispatcher:
@@ -232,15 +232,12 @@ class Dispatcher:
 
     async def _drain(self) -> None:
         """Wait up to ``drain_s`` for attempts in progress, then cancel the rest."""
-        sending = [task for worker in self._workers.values() for task in worker.sending]
-        if not sending:
+        attempts = [task for worker in self._workers.values() for task in worker.attempts]
+        if not attempts:
             return
         drain_s = self.delivery.drain_s
-        logger.info("waiting up to %.1fs for %d sends in progress", drain_s, len(sending))
-        done: set[asyncio.Task[None]] = set()
-        pending = set(sending)
-        if drain_s > 0:
-            done, pending = await asyncio.wait(sending, timeout=drain_s)
+        logger.info("waiting up to %.1fs for %d sends in progress", drain_s, len(attempts))
+        done, pending = await asyncio.wait(attempts, timeout=drain_s)
         for task in done:
             if task.cancelled():
                 continue
@@ -435,8 +432,8 @@ class Dispatcher:
             while worker.paused_until is not None and worker.paused_until > self.clock.now():
                 await self.clock.sleep_until(worker.paused_until)
             attempt = asyncio.create_task(self._attempt(worker, job), name=job.notification.key)
-            worker.sending.add(attempt)
-            attempt.add_done_callback(worker.sending.discard)
+            worker.attempts.add(attempt)
+            attempt.add_done_callback(worker.attempts.discard)
             await asyncio.shield(attempt)
 
     async def _attempt(self, worker: _Worker, job: _Job) -> None:

@@ -46,7 +46,7 @@ class GatedReceiver(Receiver):
         return SendResult(202, "accepted")
 
 
-def _routing(drain_s: float = DRAIN_S) -> RoutingConfig:
+def _routing(drain_s: float) -> RoutingConfig:
     return config(
         {
             "receivers": [{"name": "hook", "type": "webhook", "url_env": "HOOK_URL"}],
@@ -58,10 +58,10 @@ def _routing(drain_s: float = DRAIN_S) -> RoutingConfig:
     )
 
 
-def _dispatcher(directory: Path, receiver: Receiver) -> Dispatcher:
+def _dispatcher(directory: Path, receiver: Receiver, drain_s: float = DRAIN_S) -> Dispatcher:
     redactor = Redactor()
     return Dispatcher(
-        _routing(),
+        _routing(drain_s),
         {"hook": receiver},
         FileOutbox(directory / "alerts.jsonl"),
         Ledger(directory / "ledger.sqlite"),
@@ -185,3 +185,26 @@ async def test_stop_starts_no_queued_send(tmp_path: Path) -> None:
 
     assert restarted.keys == [f"hook:{second.alert_id}:firing:0"]
     assert _outcome(tmp_path, second) == "delivered"
+
+
+@run_async
+async def test_zero_drain_cancels_send(tmp_path: Path) -> None:
+    """With ``drain_s: 0`` stop cancels a send in progress, and the restart sends it."""
+    alert = record("acme")
+    append(tmp_path / "alerts.jsonl", alert)
+    receiver = GatedReceiver()
+    dispatcher = _dispatcher(tmp_path, receiver, drain_s=0)
+    await dispatcher.start()
+    await asyncio.wait_for(receiver.started.wait(), WAIT_S)
+
+    await asyncio.wait_for(dispatcher.stop(), WAIT_S)
+
+    key = f"hook:{alert.alert_id}:firing:0"
+    assert receiver.cancelled == [key]
+    assert _outcome(tmp_path, alert) is None
+    assert _audit(tmp_path) == []
+
+    restarted = await _deliver_all(tmp_path)
+
+    assert restarted.keys == [key]
+    assert _outcome(tmp_path, alert) == "delivered"
